@@ -1,0 +1,55 @@
+"""Typed errors of the adapter layer.
+
+The server maps each class to one HTTP status in one place (``server/api/errors.py``);
+messages are written for the person who has to fix the problem.
+"""
+
+from __future__ import annotations
+
+
+class AdapterError(Exception):
+    """Base class of every error about an adapter."""
+
+
+class AdapterNotFoundError(AdapterError, LookupError):
+    """No adapter of that name exists where we looked."""
+
+
+class InvalidAdapterNameError(AdapterError, ValueError):
+    """The name is not a valid adapter name (it could escape the adapter folder)."""
+
+
+class AdapterFormatError(AdapterError, ValueError):
+    """The file is not a valid inputtune adapter file."""
+
+
+class NotSafetensorsError(AdapterFormatError):
+    """The bytes are not a safetensors file at all (truncated, a pickle, random bytes)."""
+
+
+class MissingMetadataError(AdapterFormatError):
+    """A safetensors file without the inputtune config in its metadata."""
+
+
+class UnsupportedFormatVersionError(AdapterFormatError):
+    """The file was written by a format version this code cannot read."""
+
+
+class AdapterConfigError(AdapterFormatError):
+    """The config is invalid: unknown keys, bad values, inconsistent fields."""
+
+
+class TensorMismatchError(AdapterFormatError):
+    """Tensor names, shapes or dtypes do not match what the config says."""
+
+
+class NonFiniteWeightsError(AdapterFormatError):
+    """A tensor holds NaN or infinity."""
+
+
+class IncompatibleAdapterError(AdapterError):
+    """The adapter is valid but was made for another base model."""
+
+
+class AdapterCapacityError(AdapterError):
+    """The adapter does not fit the bank it should be loaded into."""

@@ -1,0 +1,211 @@
+"""The adapter file: one ``<name>.safetensors`` holding the tensors and the config.
+
+The config is JSON in the safetensors metadata under ``inputtune.config``; free-form
+training facts go under ``inputtune.metadata``. Nothing here ever unpickles anything:
+a file is parsed as safetensors or rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .config import FORMAT_VERSION, AdapterConfig
+from .errors import (
+    AdapterConfigError,
+    AdapterNotFoundError,
+    IncompatibleAdapterError,
+    InvalidAdapterNameError,
+    MissingMetadataError,
+    NonFiniteWeightsError,
+    NotSafetensorsError,
+    TensorMismatchError,
+    UnsupportedFormatVersionError,
+)
+from .module import AdapterWeights, expected_shapes
+
+SUFFIX = ".safetensors"
+META_FORMAT = "inputtune.format_version"
+META_CONFIG = "inputtune.config"
+META_EXTRA = "inputtune.metadata"
+ALLOWED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+def validate_name(name: str) -> str:
+    """Adapter names are ``^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$``: they cannot leave the adapter folder."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name.endswith(SUFFIX):
+        raise InvalidAdapterNameError(
+            f"invalid adapter name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit, without the .safetensors suffix"
+        )
+    return name
+
+
+def adapter_path(adapter_dir: str | Path, name: str) -> Path:
+    """The file of adapter ``name`` inside ``adapter_dir`` (never outside it)."""
+    folder = Path(adapter_dir).resolve()
+    path = (folder / (validate_name(name) + SUFFIX)).resolve()
+    assert path.parent == folder, f"{path} escaped {folder}"
+    return path
+
+
+def to_bytes(weights: AdapterWeights, dtype: torch.dtype | None = None) -> bytes:
+    """Serialise an adapter; ``dtype`` casts the tensors (default: keep their dtype)."""
+    tensors = {k: v.detach().to(device="cpu", dtype=dtype or v.dtype).contiguous() for k, v in weights.tensors.items()}
+    metadata = {
+        META_FORMAT: str(weights.config.format_version),
+        META_CONFIG: weights.config.to_json(),
+        META_EXTRA: json.dumps(weights.metadata, sort_keys=True),
+    }
+    return st_save(tensors, metadata=metadata)
+
+
+def save_adapter(weights: AdapterWeights, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+    """Write atomically: a temporary file in the same folder, fsync, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, to_bytes(weights, dtype))
+    return path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_header(data: bytes, origin: str) -> dict:
+    """Parse the safetensors header ourselves, to say precisely what is wrong with a bad file."""
+    if data[:1] == b"\x80" or data[:2] == b"PK":
+        raise NotSafetensorsError(
+            f"{origin} is a pickle or a torch.save zip, not safetensors: inputtune never unpickles files; "
+            "convert the weights with safetensors.torch.save_file on a trusted machine"
+        )
+    if len(data) < 8:
+        raise NotSafetensorsError(f"{origin} is {len(data)} bytes long, too short for a safetensors file")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > min(len(data) - 8, MAX_HEADER_BYTES):
+        raise NotSafetensorsError(
+            f"{origin} is not a valid safetensors file (header length {header_len} exceeds the "
+            f"{len(data)}-byte file): it may be truncated or not safetensors at all"
+        )
+    try:
+        header = json.loads(data[8 : 8 + header_len])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NotSafetensorsError(f"{origin} is not a safetensors file: its header is not JSON ({e})") from e
+    if not isinstance(header, dict):
+        raise NotSafetensorsError(f"{origin} is not a safetensors file: its header is not a JSON object")
+    return header
+
+
+def from_bytes(data: bytes, origin: str = "adapter file") -> AdapterWeights:
+    """Parse and validate an adapter file's bytes: format, config, tensor names/shapes/dtypes, finiteness."""
+    header = _read_header(data, origin)
+    metadata = header.get("__metadata__") or {}
+    if META_CONFIG not in metadata or META_FORMAT not in metadata:
+        raise MissingMetadataError(
+            f"{origin} is a safetensors file without inputtune metadata ({META_FORMAT}, {META_CONFIG}): "
+            "write adapters with `inputtune train` or adapters.save_adapter; import PEFT prompts with "
+            "`inputtune adapters import-peft`"
+        )
+    try:
+        version = int(metadata[META_FORMAT])
+    except ValueError as e:
+        raise UnsupportedFormatVersionError(f"{origin} has format version {metadata[META_FORMAT]!r}") from e
+    if version != FORMAT_VERSION:
+        raise UnsupportedFormatVersionError(
+            f"{origin} has format version {version} but this inputtune reads version {FORMAT_VERSION}: "
+            + ("upgrade inputtune" if version > FORMAT_VERSION else "re-save it with this version")
+        )
+    config = AdapterConfig.from_json(metadata[META_CONFIG])
+    if config.format_version != version:
+        raise AdapterConfigError(
+            f"{origin}: config says format_version {config.format_version}, the file says {version}"
+        )
+    try:
+        extra = json.loads(metadata.get(META_EXTRA, "{}"))
+    except json.JSONDecodeError as e:
+        raise AdapterConfigError(f"{origin}: {META_EXTRA} is not JSON ({e})") from e
+    try:
+        tensors = st_load(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise NotSafetensorsError(f"{origin} could not be read as safetensors (truncated or corrupt?): {e}") from e
+    _check_tensors(tensors, config, origin)
+    return AdapterWeights(config, tensors, {str(k): str(v) for k, v in dict(extra).items()})
+
+
+def _check_tensors(tensors: dict[str, torch.Tensor], config: AdapterConfig, origin: str) -> None:
+    expected = expected_shapes(config)
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise TensorMismatchError(
+            f"{origin} is a {config.kind} adapter but its tensors do not match: missing {missing}, "
+            f"unexpected {unexpected}; expected exactly {sorted(expected)}"
+        )
+    for name, shape in expected.items():
+        tensor = tensors[name]
+        if tuple(tensor.shape) != shape:
+            raise TensorMismatchError(
+                f"{origin}: tensor {name!r} has shape {tuple(tensor.shape)} but the config "
+                f"(d_model={config.d_model}, prompt_length={config.prompt_length}, "
+                f"hidden_size={config.hidden_size}) needs {shape}"
+            )
+        if tensor.dtype not in ALLOWED_DTYPES:
+            raise TensorMismatchError(
+                f"{origin}: tensor {name!r} has dtype {tensor.dtype}; use float32, bfloat16 or float16"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise NonFiniteWeightsError(
+                f"{origin}: tensor {name!r} holds NaN or infinite values: the training run diverged; "
+                "retrain with a lower learning rate or use an earlier checkpoint"
+            )
+
+
+def check_compatible(config: AdapterConfig, fingerprint: str, d_model: int, origin: str = "adapter") -> None:
+    """Refuse an adapter made for another base (width first, then fingerprint)."""
+    if config.d_model != d_model:
+        raise IncompatibleAdapterError(
+            f"{origin} was trained for d_model={config.d_model} but the base model has d_model={d_model}: "
+            "retrain it on this base or load the base it was made for"
+        )
+    if config.base_fingerprint and config.base_fingerprint != fingerprint:
+        base = f" ({config.base_model})" if config.base_model else ""
+        raise IncompatibleAdapterError(
+            f"{origin} was trained on another base model{base} (fingerprint {config.base_fingerprint}, "
+            f"this base is {fingerprint}): retrain it on this base or serve the base it was made for"
+        )
+
+
+def load_adapter(
+    path: str | Path, fingerprint: str | None = None, d_model: int | None = None
+) -> AdapterWeights:
+    """Read and validate an adapter file; with a fingerprint and d_model also check it fits that base."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise AdapterNotFoundError(f"no adapter file at {path}") from e
+    except IsADirectoryError as e:
+        raise AdapterNotFoundError(f"{path} is a folder, not an adapter file") from e
+    weights = from_bytes(data, origin=f"adapter file {path.name}")
+    if fingerprint is not None and d_model is not None:
+        check_compatible(weights.config, fingerprint, d_model, origin=f"adapter {path.stem!r}")
+    return weights

@@ -1,0 +1,212 @@
+"""The adapted model: a frozen base plus a bank of adapters, generating for mixed batches.
+
+Shapes: B batch rows, T input tokens, T' tokens after prompts, D width, V vocabulary.
+
+Flow of ``generate``: tokenize -> embed -> per-row adapter MLP -> per-row prompt ->
+ONE encoder pass for the whole batch -> decoder generation (grouped only where beam
+settings differ) -> detokenize. Training's evaluation and the server both call this.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig, LogitsProcessorList
+from transformers.modeling_outputs import BaseModelOutput
+
+from .apply import Path as ApplyPath
+from .apply import apply_adapters
+from .bank import NO_ADAPTER, AdapterBank
+from .base import BaseModel, load_base
+from .fileformat import check_compatible, load_adapter
+from .generation import GenerationOutput, GenerationParams, RowControl
+from .module import AdapterWeights
+
+
+class InputTooLongError(ValueError):
+    """Prompt + input (+ output for decoder-only bases) exceed what the model or the caller allows."""
+
+
+class AdaptedModel:
+    """A frozen base model with ``num_slots`` adapter slots on its device."""
+
+    def __init__(self, base: BaseModel, num_slots: int = 8) -> None:
+        self.base = base
+        self.bank = AdapterBank(num_slots, base.d_model, base.device, base.dtype)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto",
+             num_slots: int = 8) -> AdaptedModel:
+        return cls(load_base(path, device=device, dtype=dtype), num_slots=num_slots)
+
+    @property
+    def tokenizer(self):
+        return self.base.tokenizer
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return self.base.family == "encoder-decoder"
+
+    # ------------------------------------------------------------------ adapters
+
+    def load_adapter(self, slot: int, weights: AdapterWeights, name: str = "adapter") -> None:
+        """Check the adapter fits this base, then put it into a bank slot."""
+        check_compatible(weights.config, self.base.fingerprint, self.base.d_model, origin=f"adapter {name!r}")
+        self.bank.load(slot, weights)
+
+    def load_adapter_file(self, slot: int, path: str | Path) -> AdapterWeights:
+        weights = load_adapter(path, self.base.fingerprint, self.base.d_model)
+        self.bank.load(slot, weights)
+        return weights
+
+    # ------------------------------------------------------------------ inputs
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each source text. T5 tokenizers end with EOS; decoder-only bases get an EOS
+        appended as the separator between source and output (training uses the same layout)."""
+        ids = self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+        if not self.is_encoder_decoder:
+            eos = self.tokenizer.eos_token_id
+            ids = [row + [eos] for row in ids]
+        return [list(row) for row in ids]
+
+    def _pad(self, input_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        lengths = torch.tensor([len(r) for r in input_ids], dtype=torch.long)
+        if int(lengths.min()) < 1:
+            raise InputTooLongError("an input has no tokens")
+        ids = torch.full((len(input_ids), int(lengths.max())), self.tokenizer.pad_token_id, dtype=torch.long)
+        for b, row in enumerate(input_ids):
+            ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+        return ids.to(self.base.device), lengths.to(self.base.device)
+
+    def embed(self, input_ids: Sequence[Sequence[int]], slot_ids: Sequence[int],
+              path: ApplyPath = "fast") -> tuple[torch.Tensor, torch.Tensor]:
+        """Adapted input embeddings (B, T', D) and attention mask (B, T') for token id rows."""
+        if len(input_ids) != len(slot_ids):
+            raise ValueError(f"{len(input_ids)} inputs but {len(slot_ids)} slot ids")
+        for slot in slot_ids:
+            if slot != NO_ADAPTER and self.bank.configs[slot] is None:
+                raise ValueError(f"slot {slot} holds no adapter")
+        ids, lengths = self._pad(input_ids)
+        slots = torch.tensor(list(slot_ids), dtype=torch.long, device=self.base.device)
+        embeds = self.base.model.get_input_embeddings()(ids)  # (B, T, D)
+        side = "right" if self.is_encoder_decoder else "left"
+        return apply_adapters(embeds, lengths, slots, self.bank, padding_side=side, path=path)
+
+    def _tokens(self, inputs: Sequence[str] | Sequence[Sequence[int]]) -> list[list[int]]:
+        if inputs and isinstance(inputs[0], str):
+            return self.encode(inputs)  # type: ignore[arg-type]
+        return [list(r) for r in inputs]  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ generation
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        inputs: Sequence[str] | Sequence[Sequence[int]],
+        slot_ids: Sequence[int],
+        params: GenerationParams | Sequence[GenerationParams] = GenerationParams(),
+        path: ApplyPath = "fast",
+    ) -> list[GenerationOutput]:
+        """Generate for a mixed batch: row b uses adapter slot ``slot_ids[b]`` (0 = none) and
+        ``params[b]`` (or one GenerationParams for all rows). Each row gets exactly the output it
+        gets alone (greedy, beam search, and seeded sampling)."""
+        token_rows = self._tokens(inputs)
+        n = len(token_rows)
+        row_params = [params] * n if isinstance(params, GenerationParams) else list(params)
+        if len(row_params) != n:
+            raise ValueError(f"{n} inputs but {len(row_params)} parameter sets")
+        if n == 0:
+            return []
+        self._check_lengths(token_rows, slot_ids, row_params)
+        embeds, mask = self.embed(token_rows, slot_ids, path=path)  # (B, T', D), (B, T')
+        encoded = None
+        if self.is_encoder_decoder:  # ONE encoder pass for every row of the batch
+            encoded = self.base.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask, return_dict=True)
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for b, p in enumerate(row_params):
+            groups[p.group_key()].append(b)
+        results: list[GenerationOutput | None] = [None] * n
+        for rows in groups.values():
+            for b, out in zip(rows, self._decode(rows, embeds, mask, encoded, row_params, token_rows), strict=True):
+                results[b] = out
+        return results  # type: ignore[return-value]
+
+    def _check_lengths(self, token_rows, slot_ids, row_params) -> None:
+        limit = self.base.max_positions
+        if limit is None:
+            return
+        for b, (row, slot, p) in enumerate(zip(token_rows, slot_ids, row_params, strict=True)):
+            need = len(row) + self.bank.host_prompt_lengths[slot] + p.max_new_tokens
+            if need > limit:
+                raise InputTooLongError(
+                    f"input {b} needs {need} positions (prompt + {len(row)} input tokens + max_new_tokens="
+                    f"{p.max_new_tokens}) but the model has {limit}: shorten the input or max_new_tokens"
+                )
+
+    def _decode(self, rows, embeds, mask, encoded, row_params, token_rows) -> list[GenerationOutput]:
+        params = [row_params[b] for b in rows]
+        index = torch.tensor(rows, device=mask.device)
+        sub_mask = mask.index_select(0, index)
+        tok = self.tokenizer
+        config = GenerationConfig(
+            max_new_tokens=max(p.max_new_tokens for p in params),
+            num_beams=params[0].num_beams,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            decoder_start_token_id=getattr(self.base.model.config, "decoder_start_token_id", None),
+        )
+        control = RowControl(params, params[0].num_beams, tok.eos_token_id, mask.device)
+        kwargs = {"generation_config": config, "logits_processor": LogitsProcessorList([control])}
+        if encoded is not None:
+            used = int(sub_mask.sum(1).max())  # right-padded: trailing columns are padding for every row
+            sub_mask = sub_mask[:, :used]
+            hidden = encoded.last_hidden_state.index_select(0, index)[:, :used]
+            out = self.base.model.generate(
+                encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=sub_mask, **kwargs
+            )
+            sequences = out[:, 1:]  # drop the decoder start token
+        else:
+            used = int(sub_mask.sum(1).max())  # left-padded: leading columns are padding for every row
+            sub_mask = sub_mask[:, sub_mask.shape[1] - used:]
+            sub_embeds = embeds.index_select(0, index)[:, embeds.shape[1] - used:]
+            sequences = self.base.model.generate(inputs_embeds=sub_embeds, attention_mask=sub_mask, **kwargs)
+        return [
+            self._finish(seq.tolist(), p, len(token_rows[b]), control.seeds[i])
+            for i, (b, seq, p) in enumerate(zip(rows, sequences, params, strict=True))
+        ]
+
+    def _finish(self, seq: list[int], params: GenerationParams, input_tokens: int, seed) -> GenerationOutput:
+        eos = self.tokenizer.eos_token_id
+        if eos in seq:
+            tokens, reason = seq[: seq.index(eos)], "eos"
+        else:
+            tokens, reason = seq, "length"
+        if len(tokens) >= params.max_new_tokens:
+            tokens, reason = tokens[: params.max_new_tokens], "length"
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return GenerationOutput(text, tokens, input_tokens, len(tokens), reason, seed)
+
+    # ------------------------------------------------------------------ scoring
+
+    @torch.inference_mode()
+    def logits(
+        self,
+        inputs: Sequence[str] | Sequence[Sequence[int]],
+        slot_ids: Sequence[int],
+        decoder_input_ids: torch.Tensor | None = None,
+        path: ApplyPath = "fast",
+    ) -> torch.Tensor:
+        """Teacher-forced logits. Encoder-decoder: (B, T_dec, V) for ``decoder_input_ids``.
+        Decoder-only: (B, T', V) over the prompt+input positions (left-padded)."""
+        embeds, mask = self.embed(self._tokens(inputs), slot_ids, path=path)
+        model = self.base.model
+        if self.is_encoder_decoder:
+            assert decoder_input_ids is not None, "encoder-decoder logits need decoder_input_ids"
+            return model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        return model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids).logits
