@@ -49,7 +49,7 @@ def adapt_inputs_reference(
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _grouped_mm_works(device_type: str, dtype: torch.dtype) -> bool:
     """Whether this torch has a grouped matmul kernel for the device and dtype (probed once, exactly)."""
     if _grouped_mm is None:
@@ -63,7 +63,9 @@ def _grouped_mm_works(device_type: str, dtype: torch.dtype) -> bool:
         return False
 
 
-def _grouped_matmul(x: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor, counts: list[int]) -> torch.Tensor:
+def _grouped_matmul(
+    x: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor, counts: list[int]
+) -> torch.Tensor:
     """Rows of x sorted by group times that group's matrix: (N, K) x (S, K, M) -> (N, M).
 
     Uses torch's grouped matmul where the device has one; otherwise a loop over the
@@ -161,7 +163,9 @@ def place_prompts_reference(
     padding_side: PaddingSide = "right",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One row at a time: cat(prompt, input) then pad; prompts is a list of (P_b, D)."""
-    rows = [torch.cat([p.to(inputs.dtype), inputs[b, : int(input_lengths[b])]]) for b, p in enumerate(prompts)]
+    rows = [
+        torch.cat([p.to(inputs.dtype), inputs[b, : int(input_lengths[b])]]) for b, p in enumerate(prompts)
+    ]
     out_len = max(r.shape[0] for r in rows)
     out = inputs.new_zeros(len(rows), out_len, inputs.shape[2])
     mask = torch.zeros(len(rows), out_len, dtype=torch.long, device=inputs.device)
@@ -192,8 +196,9 @@ def apply_adapters(
     if path == "fast":
         adapted = adapt_inputs_fast(embeds, input_lengths, slot_ids, bank)
         prompts = bank.prompts.index_select(0, slot_ids)  # (B, Pc, D)
-        return place_prompts(adapted, input_lengths, prompts, bank.prompt_lengths.index_select(0, slot_ids),
-                             padding_side)
+        return place_prompts(
+            adapted, input_lengths, prompts, bank.prompt_lengths.index_select(0, slot_ids), padding_side
+        )
     if path == "reference":
         adapted = adapt_inputs_reference(embeds, input_lengths, slot_ids, bank)
         prompts = [bank.slot_prompt(s) for s in slot_ids.tolist()]

@@ -126,7 +126,9 @@ class AdapterBank:
         self.host_prompt_lengths[slot] = 0
         self.host_has_mlp[slot] = False
 
-    def slot_mlp(self, slot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str] | None:
+    def slot_mlp(
+        self, slot: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str] | None:
         """The slot's MLP trimmed to its own inner size (the reference path uses it), or None."""
         config = self.configs[slot]
         if config is None or not config.has_mlp:

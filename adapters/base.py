@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +27,14 @@ Family = Literal["encoder-decoder", "decoder-only"]
 
 ENCODER_DECODER_TYPES = ("t5", "mt5", "umt5")  # t5 covers t5 v1.0/v1.1, flan-t5 and byt5 configs
 DECODER_ONLY_TYPES = ("gpt2",)
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 FINGERPRINT_ROWS = 256
 
 

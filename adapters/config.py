@@ -65,14 +65,20 @@ class AdapterConfig:
         else:
             if self.hidden_size is None:
                 object.__setattr__(self, "hidden_size", 2 * self.d_model)
-            if not isinstance(self.hidden_size, int) or isinstance(self.hidden_size, bool) or self.hidden_size < 1:
+            if (
+                not isinstance(self.hidden_size, int)
+                or isinstance(self.hidden_size, bool)
+                or self.hidden_size < 1
+            ):
                 raise AdapterConfigError(f"hidden_size must be a positive integer, got {self.hidden_size!r}")
         if self.activation not in ACTIVATIONS:
             raise AdapterConfigError(
                 f"activation {self.activation!r} is unknown: use one of {', '.join(ACTIVATIONS)}"
             )
         if not isinstance(self.format_version, int) or self.format_version < 1:
-            raise AdapterConfigError(f"format_version must be a positive integer, got {self.format_version!r}")
+            raise AdapterConfigError(
+                f"format_version must be a positive integer, got {self.format_version!r}"
+            )
         if not isinstance(self.extra, dict):
             raise AdapterConfigError("extra must be a JSON object")
 
@@ -93,9 +99,7 @@ class AdapterConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise AdapterConfigError(
-                f"unknown adapter config keys {unknown}: known keys are {sorted(known)}"
-            )
+            raise AdapterConfigError(f"unknown adapter config keys {unknown}: known keys are {sorted(known)}")
         missing = [k for k in ("kind", "d_model", "prompt_length") if k not in data]
         if missing:
             raise AdapterConfigError(f"adapter config lacks required keys {missing}")

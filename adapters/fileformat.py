@@ -62,7 +62,10 @@ def adapter_path(adapter_dir: str | Path, name: str) -> Path:
 
 def to_bytes(weights: AdapterWeights, dtype: torch.dtype | None = None) -> bytes:
     """Serialise an adapter; ``dtype`` casts the tensors (default: keep their dtype)."""
-    tensors = {k: v.detach().to(device="cpu", dtype=dtype or v.dtype).contiguous() for k, v in weights.tensors.items()}
+    tensors = {
+        k: v.detach().to(device="cpu", dtype=dtype or v.dtype).contiguous()
+        for k, v in weights.tensors.items()
+    }
     metadata = {
         META_FORMAT: str(weights.config.format_version),
         META_CONFIG: weights.config.to_json(),
@@ -116,10 +119,23 @@ def _read_header(data: bytes, origin: str) -> dict:
     return header
 
 
-def from_bytes(data: bytes, origin: str = "adapter file") -> AdapterWeights:
-    """Parse and validate an adapter file's bytes: format, config, tensor names/shapes/dtypes, finiteness."""
-    header = _read_header(data, origin)
-    metadata = header.get("__metadata__") or {}
+def read_config(path: str | Path) -> tuple[AdapterConfig, dict[str, str]]:
+    """Config and metadata from a file's header alone, without reading its tensors (for listings)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) == 8:
+                (size,) = struct.unpack("<Q", head)
+                head += f.read(min(size, MAX_HEADER_BYTES))
+    except FileNotFoundError as e:
+        raise AdapterNotFoundError(f"no adapter file at {path}") from e
+    header = _read_header(head, f"adapter file {path.name}")
+    config, extra = _parse_metadata(header.get("__metadata__") or {}, f"adapter file {path.name}")
+    return config, extra
+
+
+def _parse_metadata(metadata: dict, origin: str) -> tuple[AdapterConfig, dict[str, str]]:
     if META_CONFIG not in metadata or META_FORMAT not in metadata:
         raise MissingMetadataError(
             f"{origin} is a safetensors file without inputtune metadata ({META_FORMAT}, {META_CONFIG}): "
@@ -144,12 +160,23 @@ def from_bytes(data: bytes, origin: str = "adapter file") -> AdapterWeights:
         extra = json.loads(metadata.get(META_EXTRA, "{}"))
     except json.JSONDecodeError as e:
         raise AdapterConfigError(f"{origin}: {META_EXTRA} is not JSON ({e})") from e
+    if not isinstance(extra, dict):
+        raise AdapterConfigError(f"{origin}: {META_EXTRA} must be a JSON object")
+    return config, {str(k): str(v) for k, v in extra.items()}
+
+
+def from_bytes(data: bytes, origin: str = "adapter file") -> AdapterWeights:
+    """Parse and validate an adapter file's bytes: format, config, tensor names/shapes/dtypes, finiteness."""
+    header = _read_header(data, origin)
+    config, extra = _parse_metadata(header.get("__metadata__") or {}, origin)
     try:
         tensors = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
-        raise NotSafetensorsError(f"{origin} could not be read as safetensors (truncated or corrupt?): {e}") from e
+        raise NotSafetensorsError(
+            f"{origin} could not be read as safetensors (truncated or corrupt?): {e}"
+        ) from e
     _check_tensors(tensors, config, origin)
-    return AdapterWeights(config, tensors, {str(k): str(v) for k, v in dict(extra).items()})
+    return AdapterWeights(config, tensors, extra)
 
 
 def _check_tensors(tensors: dict[str, torch.Tensor], config: AdapterConfig, origin: str) -> None:

@@ -37,16 +37,21 @@ class GenerationParams:
     def __post_init__(self) -> None:
         checks = [
             (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
-            (0 <= self.min_new_tokens <= self.max_new_tokens,
-             f"min_new_tokens must be in [0, max_new_tokens={self.max_new_tokens}], got {self.min_new_tokens}"),
+            (
+                0 <= self.min_new_tokens <= self.max_new_tokens,
+                f"min_new_tokens must be in [0, max_new_tokens={self.max_new_tokens}], "
+                f"got {self.min_new_tokens}",
+            ),
             (self.num_beams >= 1, f"num_beams must be >= 1, got {self.num_beams}"),
             (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
             (self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}"),
             (self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
             (self.seed is None or 0 <= self.seed <= MAX_SEED, f"seed must be in [0, 2^63), got {self.seed}"),
-            (not (self.do_sample and self.num_beams > 1),
-             "do_sample cannot be combined with num_beams > 1: use sampling or beam search"),
+            (
+                not (self.do_sample and self.num_beams > 1),
+                "do_sample cannot be combined with num_beams > 1: use sampling or beam search",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -85,7 +90,9 @@ class RowControl(LogitsProcessor):
     own ``max_new_tokens`` is forced to end (its extra EOS is not returned).
     """
 
-    def __init__(self, params: list[GenerationParams], num_beams: int, eos_token_id: int, device: torch.device):
+    def __init__(
+        self, params: list[GenerationParams], num_beams: int, eos_token_id: int, device: torch.device
+    ):
         self.params = params
         self.num_beams = num_beams
         self.eos = eos_token_id
@@ -98,7 +105,9 @@ class RowControl(LogitsProcessor):
         self.min_new = per_row([p.min_new_tokens for p in params], torch.long)
         self.penalty = per_row([p.repetition_penalty for p in params], torch.float32)
         self.use_penalty = any(p.repetition_penalty != 1.0 for p in params)
-        self.seeds = [(p.seed if p.seed is not None else secrets.randbits(63)) if p.do_sample else None for p in params]
+        self.seeds = [
+            (p.seed if p.seed is not None else secrets.randbits(63)) if p.do_sample else None for p in params
+        ]
         sample_rows = [i for i, p in enumerate(params) if p.do_sample]
         self.sample_rows = torch.tensor(sample_rows, dtype=torch.long, device=device)
         self.generators = [torch.Generator().manual_seed(self.seeds[i]) for i in sample_rows]

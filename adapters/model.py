@@ -25,6 +25,17 @@ from .fileformat import check_compatible, load_adapter
 from .generation import GenerationOutput, GenerationParams, RowControl
 from .module import AdapterWeights
 
+DEFAULT_PARAMS = GenerationParams()
+
+
+def encode_sources(tokenizer, texts: Sequence[str], encoder_decoder: bool) -> list[list[int]]:
+    """Token ids of each source text. T5 tokenizers end with EOS; decoder-only bases get an EOS
+    appended as the separator between source and output (training uses the same layout)."""
+    ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+    if not encoder_decoder:
+        return [list(row) + [tokenizer.eos_token_id] for row in ids]
+    return [list(row) for row in ids]
+
 
 class InputTooLongError(ValueError):
     """Prompt + input (+ output for decoder-only bases) exceed what the model or the caller allows."""
@@ -38,8 +49,9 @@ class AdaptedModel:
         self.bank = AdapterBank(num_slots, base.d_model, base.device, base.dtype)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto",
-             num_slots: int = 8) -> AdaptedModel:
+    def load(
+        cls, path: str | Path, device: str = "auto", dtype: str | torch.dtype = "auto", num_slots: int = 8
+    ) -> AdaptedModel:
         return cls(load_base(path, device=device, dtype=dtype), num_slots=num_slots)
 
     @property
@@ -65,13 +77,8 @@ class AdaptedModel:
     # ------------------------------------------------------------------ inputs
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each source text. T5 tokenizers end with EOS; decoder-only bases get an EOS
-        appended as the separator between source and output (training uses the same layout)."""
-        ids = self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]
-        if not self.is_encoder_decoder:
-            eos = self.tokenizer.eos_token_id
-            ids = [row + [eos] for row in ids]
-        return [list(row) for row in ids]
+        """Token ids of each source text (see ``encode_sources``)."""
+        return encode_sources(self.tokenizer, texts, self.is_encoder_decoder)
 
     def _pad(self, input_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([len(r) for r in input_ids], dtype=torch.long)
@@ -82,8 +89,9 @@ class AdaptedModel:
             ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
         return ids.to(self.base.device), lengths.to(self.base.device)
 
-    def embed(self, input_ids: Sequence[Sequence[int]], slot_ids: Sequence[int],
-              path: ApplyPath = "fast") -> tuple[torch.Tensor, torch.Tensor]:
+    def embed(
+        self, input_ids: Sequence[Sequence[int]], slot_ids: Sequence[int], path: ApplyPath = "fast"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Adapted input embeddings (B, T', D) and attention mask (B, T') for token id rows."""
         if len(input_ids) != len(slot_ids):
             raise ValueError(f"{len(input_ids)} inputs but {len(slot_ids)} slot ids")
@@ -108,7 +116,7 @@ class AdaptedModel:
         self,
         inputs: Sequence[str] | Sequence[Sequence[int]],
         slot_ids: Sequence[int],
-        params: GenerationParams | Sequence[GenerationParams] = GenerationParams(),
+        params: GenerationParams | Sequence[GenerationParams] = DEFAULT_PARAMS,
         path: ApplyPath = "fast",
     ) -> list[GenerationOutput]:
         """Generate for a mixed batch: row b uses adapter slot ``slot_ids[b]`` (0 = none) and
@@ -125,13 +133,17 @@ class AdaptedModel:
         embeds, mask = self.embed(token_rows, slot_ids, path=path)  # (B, T', D), (B, T')
         encoded = None
         if self.is_encoder_decoder:  # ONE encoder pass for every row of the batch
-            encoded = self.base.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask, return_dict=True)
+            encoded = self.base.model.get_encoder()(
+                inputs_embeds=embeds, attention_mask=mask, return_dict=True
+            )
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for b, p in enumerate(row_params):
             groups[p.group_key()].append(b)
         results: list[GenerationOutput | None] = [None] * n
         for rows in groups.values():
-            for b, out in zip(rows, self._decode(rows, embeds, mask, encoded, row_params, token_rows), strict=True):
+            for b, out in zip(
+                rows, self._decode(rows, embeds, mask, encoded, row_params, token_rows), strict=True
+            ):
                 results[b] = out
         return results  # type: ignore[return-value]
 
@@ -172,8 +184,8 @@ class AdaptedModel:
             sequences = out[:, 1:]  # drop the decoder start token
         else:
             used = int(sub_mask.sum(1).max())  # left-padded: leading columns are padding for every row
-            sub_mask = sub_mask[:, sub_mask.shape[1] - used:]
-            sub_embeds = embeds.index_select(0, index)[:, embeds.shape[1] - used:]
+            sub_mask = sub_mask[:, sub_mask.shape[1] - used :]
+            sub_embeds = embeds.index_select(0, index)[:, embeds.shape[1] - used :]
             sequences = self.base.model.generate(inputs_embeds=sub_embeds, attention_mask=sub_mask, **kwargs)
         return [
             self._finish(seq.tolist(), p, len(token_rows[b]), control.seeds[i])
@@ -207,6 +219,8 @@ class AdaptedModel:
         model = self.base.model
         if self.is_encoder_decoder:
             assert decoder_input_ids is not None, "encoder-decoder logits need decoder_input_ids"
-            return model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_input_ids).logits
+            return model(
+                inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_input_ids
+            ).logits
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         return model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids).logits

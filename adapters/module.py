@@ -46,7 +46,9 @@ class AdapterWeights:
         expected = expected_shapes(self.config)
         assert set(self.tensors) == set(expected), f"tensors {sorted(self.tensors)} != {sorted(expected)}"
         for name, shape in expected.items():
-            assert tuple(self.tensors[name].shape) == shape, f"{name}: {tuple(self.tensors[name].shape)} != {shape}"
+            assert tuple(self.tensors[name].shape) == shape, (
+                f"{name}: {tuple(self.tensors[name].shape)} != {shape}"
+            )
 
     @property
     def prompt(self) -> torch.Tensor:
@@ -56,7 +58,9 @@ class AdapterWeights:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> AdapterWeights:
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> AdapterWeights:
         moved = {k: v.to(device=device, dtype=dtype) for k, v in self.tensors.items()}
         return AdapterWeights(self.config, moved, dict(self.metadata))
 

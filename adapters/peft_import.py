@@ -15,7 +15,9 @@ from .module import AdapterWeights
 PEFT_TENSOR = "prompt_embeddings"
 
 
-def import_peft_prompt(folder: str | Path, base_model: str = "", base_fingerprint: str = "") -> AdapterWeights:
+def import_peft_prompt(
+    folder: str | Path, base_model: str = "", base_fingerprint: str = ""
+) -> AdapterWeights:
     """Read a PEFT prompt-tuning folder (adapter_config.json + adapter_model.safetensors).
 
     PEFT stores ``num_virtual_tokens * num_transformer_submodules`` rows; for encoder-decoder
@@ -26,7 +28,11 @@ def import_peft_prompt(folder: str | Path, base_model: str = "", base_fingerprin
     config_path, weights_path = folder / "adapter_config.json", folder / "adapter_model.safetensors"
     for path in (config_path, weights_path):
         if not path.is_file():
-            hint = " (PEFT's .bin files are pickles: re-save with safe_serialization=True)" if path == weights_path else ""
+            hint = (
+                " (PEFT's .bin files are pickles: re-save with safe_serialization=True)"
+                if path == weights_path
+                else ""
+            )
             raise AdapterNotFoundError(f"{folder} is not a PEFT adapter folder: {path.name} is missing{hint}")
     try:
         peft_config = json.loads(config_path.read_text())

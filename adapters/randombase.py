@@ -9,19 +9,31 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import ByT5Tokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+from transformers import (
+    ByT5Tokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 from .base import BaseModel, wrap_base
 
 # Shapes of real T5 checkpoints (v1.0), with random weights.
 T5_SHAPES: dict[str, dict] = {
-    "tiny": dict(d_model=64, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=16, vocab_size=384),
-    "t5-small": dict(d_model=512, d_ff=2048, num_layers=6, num_decoder_layers=6, num_heads=8, d_kv=64,
-                     vocab_size=32128),
-    "t5-base": dict(d_model=768, d_ff=3072, num_layers=12, num_decoder_layers=12, num_heads=12, d_kv=64,
-                    vocab_size=32128),
-    "t5-large": dict(d_model=1024, d_ff=4096, num_layers=24, num_decoder_layers=24, num_heads=16, d_kv=64,
-                     vocab_size=32128),
+    "tiny": dict(
+        d_model=64, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=16, vocab_size=384
+    ),
+    "t5-small": dict(
+        d_model=512, d_ff=2048, num_layers=6, num_decoder_layers=6, num_heads=8, d_kv=64, vocab_size=32128
+    ),
+    "t5-base": dict(
+        d_model=768, d_ff=3072, num_layers=12, num_decoder_layers=12, num_heads=12, d_kv=64, vocab_size=32128
+    ),
+    "t5-large": dict(
+        d_model=1024, d_ff=4096, num_layers=24, num_decoder_layers=24, num_heads=16, d_kv=64, vocab_size=32128
+    ),
 }
 GPT2_SHAPES: dict[str, dict] = {
     "tiny": dict(n_embd=64, n_layer=2, n_head=4, n_positions=512, vocab_size=257),
@@ -41,8 +53,9 @@ def byte_gpt2_tokenizer() -> PreTrainedTokenizerFast:
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
     special = "<|endoftext|>"
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=special, bos_token=special,
-                                   unk_token=special, pad_token=special)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token=special, bos_token=special, unk_token=special, pad_token=special
+    )
 
 
 def build_random_base(
@@ -58,16 +71,23 @@ def build_random_base(
     if family == "t5":
         if shape not in T5_SHAPES:
             raise ValueError(f"unknown T5 shape {shape!r}: use one of {', '.join(T5_SHAPES)}")
-        config = T5Config(**T5_SHAPES[shape], decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-                          initializer_factor=init_scale, tie_word_embeddings=False)
+        config = T5Config(
+            **T5_SHAPES[shape],
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+            initializer_factor=init_scale,
+            tie_word_embeddings=False,
+        )
         tokenizer = ByT5Tokenizer()
         with torch.device(device):
             model = T5ForConditionalGeneration(config)
     elif family == "gpt2":
         if shape not in GPT2_SHAPES:
             raise ValueError(f"unknown GPT-2 shape {shape!r}: use one of {', '.join(GPT2_SHAPES)}")
-        config = GPT2Config(**GPT2_SHAPES[shape], bos_token_id=256, eos_token_id=256,
-                            initializer_range=0.02 * init_scale)
+        config = GPT2Config(
+            **GPT2_SHAPES[shape], bos_token_id=256, eos_token_id=256, initializer_range=0.02 * init_scale
+        )
         tokenizer = byte_gpt2_tokenizer()
         with torch.device(device):
             model = GPT2LMHeadModel(config)

@@ -10,8 +10,12 @@ from adapters import AdapterError, BaseModelError, InputTooLongError
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="base model folder (Hugging Face layout) or hub id; default: the embedded demo")
-    p.add_argument("--adapter-dir", help="folder of <name>.safetensors adapters; default: the demo's adapters")
+    p.add_argument(
+        "--model", help="base model folder (Hugging Face layout) or hub id; default: the embedded demo"
+    )
+    p.add_argument(
+        "--adapter-dir", help="folder of <name>.safetensors adapters; default: the demo's adapters"
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16 (GPU only)")
 
@@ -34,36 +38,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="one-shot generation with one adapter, one output line per input")
     _add_model_options(gen)
-    gen.add_argument("--adapter", help="adapter name in --adapter-dir (or a .safetensors path); none = base model")
+    gen.add_argument(
+        "--adapter", help="adapter name in --adapter-dir (or a .safetensors path); none = base model"
+    )
     _add_generation_options(gen)
     gen.add_argument("texts", nargs="+", help="input texts; '-' reads one input per line from stdin")
 
+    serve = sub.add_parser(
+        "serve",
+        help="the HTTP server (POST /generate?adapter=NAME)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    from .commands.serve import add_serve_arguments
+
+    add_serve_arguments(serve)
+
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
-    batching = bench_sub.add_parser("batching", help="mixed-adapter batches vs single-adapter, sequential, naive")
+    batching = bench_sub.add_parser(
+        "batching", help="mixed-adapter batches vs single-adapter, sequential, naive"
+    )
     batching.add_argument("--model", help="base folder; default: a random t5-small-shaped model")
-    batching.add_argument("--shape", default="t5-small", help="random base shape when no --model (tiny, t5-small, "
-                          "t5-base, t5-large)")
+    batching.add_argument(
+        "--shape",
+        default="t5-small",
+        help="random base shape when no --model (tiny, t5-small, t5-base, t5-large)",
+    )
     batching.add_argument("--device", default="cpu")
     batching.add_argument("--dtype", default="auto")
     batching.add_argument("--batch-size", "-B", type=int, default=32)
-    batching.add_argument("--adapters", "-K", type=int, nargs="+", default=[8, 32],
-                          help="numbers of distinct adapters to mix (one run each)")
+    batching.add_argument(
+        "--adapters",
+        "-K",
+        type=int,
+        nargs="+",
+        default=[8, 32],
+        help="numbers of distinct adapters to mix (one run each)",
+    )
     batching.add_argument("--prompt-length", type=int, default=16)
     batching.add_argument("--new-tokens", type=int, default=16, help="tokens generated per row (min = max)")
-    batching.add_argument("--input-chars", type=int, default=96, help="approximate input length in characters")
-    batching.add_argument("--repeats", type=int, default=5, help="timed repeats per variant (median reported)")
+    batching.add_argument(
+        "--input-chars", type=int, default=96, help="approximate input length in characters"
+    )
+    batching.add_argument(
+        "--repeats", type=int, default=5, help="timed repeats per variant (median reported)"
+    )
     batching.add_argument("--path", choices=["fast", "reference"], default="fast")
     batching.add_argument("--skip-naive", action="store_true", help="skip the slow B single-row calls")
     batching.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
     adapters = sub.add_parser("adapters", help="adapter files: inspect, import")
     adapters_sub = adapters.add_subparsers(dest="adapters_command", required=True)
-    imp = adapters_sub.add_parser("import-peft", help="convert a PEFT prompt-tuning folder to an adapter file")
+    imp = adapters_sub.add_parser(
+        "import-peft", help="convert a PEFT prompt-tuning folder to an adapter file"
+    )
     imp.add_argument("folder")
     imp.add_argument("--out", required=True, help="output .safetensors path")
-    imp.add_argument("--model", help="base the prompt belongs to (records its fingerprint); default: none recorded")
-    show = adapters_sub.add_parser("inspect", help="validate an adapter file and print its config and metadata")
+    imp.add_argument(
+        "--model", help="base the prompt belongs to (records its fingerprint); default: none recorded"
+    )
+    show = adapters_sub.add_parser(
+        "inspect", help="validate an adapter file and print its config and metadata"
+    )
     show.add_argument("path")
     show.add_argument("--model", help="also check compatibility with this base")
     return parser
@@ -71,13 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-tensor loading bars drown the one start-up line
     try:
         if args.command == "generate":
             from .commands import generate
 
             return generate.run(args)
+        if args.command == "serve":
+            from .commands import serve as serve_command
+
+            return serve_command.run(args)
         if args.command == "bench":
             from .bench import batching
 

@@ -52,8 +52,13 @@ def ensure_placeholder(folder: Path) -> tuple[Path, Path]:
         save_base(base, tmp / "base")
         kinds = ("input-tuning", "prompt-tuning", "input-tuning")
         for seed, (name, kind) in enumerate(zip(PLACEHOLDER_ADAPTERS, kinds, strict=True), start=1):
-            config = AdapterConfig(kind, base.d_model, prompt_length=4 * seed, base_model=base.name,
-                                   base_fingerprint=base.fingerprint)
+            config = AdapterConfig(
+                kind,
+                base.d_model,
+                prompt_length=4 * seed,
+                base_model=base.name,
+                base_fingerprint=base.fingerprint,
+            )
             weights = random_adapter(config, seed=seed, scale=0.5)
             weights.metadata["note"] = "random placeholder adapter"
             save_adapter(weights, tmp / "adapters" / f"{name}.safetensors")

@@ -24,8 +24,35 @@ from adapters import AdaptedModel, AdapterConfig, GenerationParams, load_base, r
 from adapters.base import resolve_device, resolve_dtype
 from adapters.randombase import build_random_base
 
-WORDS = ("name eatType food priceRange customer rating area family friendly near the river city centre "
-         "restaurant coffee shop pub Italian French Chinese cheap moderate high average yes no").split()
+WORDS = [
+    "name",
+    "eatType",
+    "food",
+    "priceRange",
+    "customer",
+    "rating",
+    "area",
+    "family",
+    "friendly",
+    "near",
+    "the",
+    "river",
+    "city",
+    "centre",
+    "restaurant",
+    "coffee",
+    "shop",
+    "pub",
+    "Italian",
+    "French",
+    "Chinese",
+    "cheap",
+    "moderate",
+    "high",
+    "average",
+    "yes",
+    "no",
+]
 
 
 def make_inputs(count: int, chars: int, seed: int = 0) -> list[str]:
@@ -87,8 +114,12 @@ def bench_one(model: AdaptedModel, texts: list[str], k: int, args: argparse.Name
     result: dict = {"K": k, "B": b}
     for name, values in times.items():
         med = statistics.median(values)
-        result[name] = {"median_s": med, "tokens_per_s": tokens / med, "rows_per_s": b / med,
-                        "times_s": values}
+        result[name] = {
+            "median_s": med,
+            "tokens_per_s": tokens / med,
+            "rows_per_s": b / med,
+            "times_s": values,
+        }
     # Ratios are medians of per-repeat ratios: neighbours in time share the machine's mood.
     for other in ("single", "sequential", "naive"):
         if other in times:
@@ -108,13 +139,16 @@ def run(args: argparse.Namespace) -> int:
     kmax = max(args.adapters)
     model = AdaptedModel(base, num_slots=kmax)
     for slot in range(1, kmax + 1):
-        config = AdapterConfig("input-tuning", base.d_model, prompt_length=args.prompt_length,
-                               base_fingerprint=base.fingerprint)
+        config = AdapterConfig(
+            "input-tuning", base.d_model, prompt_length=args.prompt_length, base_fingerprint=base.fingerprint
+        )
         model.load_adapter(slot, random_adapter(config, seed=slot))
     texts = make_inputs(args.batch_size, args.input_chars)
     runs = [bench_one(model, texts, k, args) for k in args.adapters]
     report = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)",
         "dtype": str(dtype).replace("torch.", ""),
         "model": args.model or f"random {args.shape}",
         "d_model": base.d_model,
@@ -134,12 +168,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_table(report: dict) -> None:
-    print(f"# {report['model']} (d_model {report['d_model']}) on {report['device']}, {report['dtype']}, "
-          f"prompt {report['prompt_length']}, {report['new_tokens']} new tokens/row, "
-          f"~{report['input_tokens_mean']:.0f} input tokens/row, median of {report['repeats']}")
+    print(
+        f"# {report['model']} (d_model {report['d_model']}) on {report['device']}, {report['dtype']}, "
+        f"prompt {report['prompt_length']}, {report['new_tokens']} new tokens/row, "
+        f"~{report['input_tokens_mean']:.0f} input tokens/row, median of {report['repeats']}"
+    )
     names = [n for n in ("single", "mixed", "sequential", "naive") if n in report["runs"][0]]
-    print(f"{'B':>4} {'K':>4} " + " ".join(f"{n + ' tok/s':>16}" for n in names)
-          + f" {'mixed/single':>13} {'mixed/seq':>10}")
+    print(
+        f"{'B':>4} {'K':>4} "
+        + " ".join(f"{n + ' tok/s':>16}" for n in names)
+        + f" {'mixed/single':>13} {'mixed/seq':>10}"
+    )
     for r in report["runs"]:
         cells = " ".join(f"{r[n]['tokens_per_s']:>16.1f}" for n in names)
-        print(f"{r['B']:>4} {r['K']:>4} {cells} {r['mixed_over_single']:>13.3f} {r['mixed_over_sequential']:>10.2f}")
+        print(
+            f"{r['B']:>4} {r['K']:>4} {cells} {r['mixed_over_single']:>13.3f} "
+            f"{r['mixed_over_sequential']:>10.2f}"
+        )

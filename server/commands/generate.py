@@ -21,9 +21,14 @@ def resolve_model(model: str | None, adapter_dir: str | None) -> tuple[str, Path
 
 def params_from_args(args: argparse.Namespace) -> GenerationParams:
     return GenerationParams(
-        max_new_tokens=args.max_new_tokens, num_beams=args.num_beams, do_sample=args.do_sample,
-        temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-        repetition_penalty=args.repetition_penalty, seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        num_beams=args.num_beams,
+        do_sample=args.do_sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        repetition_penalty=args.repetition_penalty,
+        seed=args.seed,
     )
 
 

@@ -86,7 +86,9 @@ def test_fresh_adapter_is_identity_and_zero_padding_is_exact():
 
 def test_prompt_rows_come_from_the_vocabulary():
     table = torch.randn(30, D)
-    weights = init_adapter(AdapterConfig("prompt-tuning", D, prompt_length=6), table, torch.Generator().manual_seed(3))
+    weights = init_adapter(
+        AdapterConfig("prompt-tuning", D, prompt_length=6), table, torch.Generator().manual_seed(3)
+    )
     for row in weights.prompt:
         assert any(torch.equal(row, vocab_row) for vocab_row in table)
 

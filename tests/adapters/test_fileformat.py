@@ -138,7 +138,9 @@ def test_nan_weights(tmp_path):
     weights = sample()
     bad = weights.tensors["mlp.w2"].clone()
     bad[0, 0] = float("nan")
-    write_raw(tmp_path / "x.safetensors", dict(weights.tensors) | {"mlp.w2": bad}, good_metadata(weights.config))
+    write_raw(
+        tmp_path / "x.safetensors", dict(weights.tensors) | {"mlp.w2": bad}, good_metadata(weights.config)
+    )
     with pytest.raises(NonFiniteWeightsError, match="'mlp.w2' holds NaN"):
         load_adapter(tmp_path / "x.safetensors")
 
@@ -174,7 +176,9 @@ def test_config_validation():
     assert AdapterConfig.from_json(AdapterConfig("input-tuning", 16, 2).to_json()).hidden_size == 32
 
 
-@pytest.mark.parametrize("name", ["../etc/passwd", "a/b", ".hidden", "", "x" * 129, "a b", "fr-en.safetensors"])
+@pytest.mark.parametrize(
+    "name", ["../etc/passwd", "a/b", ".hidden", "", "x" * 129, "a b", "fr-en.safetensors"]
+)
 def test_adapter_names_cannot_escape_the_folder(tmp_path, name):
     with pytest.raises(InvalidAdapterNameError, match="invalid adapter name"):
         adapter_path(tmp_path, name)

@@ -88,7 +88,10 @@ def test_fresh_adapter_with_no_prompt_gives_base_logits(any_model):
         if model.is_encoder_decoder:
             padded[b, : len(row)], mask[b, : len(row)] = torch.tensor(row), 1
         else:
-            padded[b, padded.shape[1] - len(row):], mask[b, padded.shape[1] - len(row):] = torch.tensor(row), 1
+            padded[b, padded.shape[1] - len(row) :], mask[b, padded.shape[1] - len(row) :] = (
+                torch.tensor(row),
+                1,
+            )
     with torch.no_grad():
         if model.is_encoder_decoder:
             direct = base.model(input_ids=padded, attention_mask=mask, decoder_input_ids=dec).logits

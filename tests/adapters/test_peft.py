@@ -14,7 +14,9 @@ from tests.conftest import TEXTS, make_model  # noqa: E402
 
 
 def peft_prompt_model(base_model, task_type, prompt_len=6, seed=3):
-    config = peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=prompt_len, num_transformer_submodules=1)
+    config = peft.PromptTuningConfig(
+        task_type=task_type, num_virtual_tokens=prompt_len, num_transformer_submodules=1
+    )
     model = peft.get_peft_model(base_model, config)
     with torch.no_grad():
         table = model.prompt_encoder["default"].embedding.weight
@@ -53,7 +55,7 @@ def test_prompt_tuning_matches_peft_logits_gpt2(tmp_path):
     for b, row in enumerate(ids):
         with torch.no_grad():
             expected = peft_model(input_ids=torch.tensor([row])).logits[0]  # (4 + len, V)
-        assert (ours[b, -len(expected):] - expected).abs().max().item() <= 1e-5
+        assert (ours[b, -len(expected) :] - expected).abs().max().item() <= 1e-5
 
 
 def test_import_refuses_other_peft_types(tmp_path):

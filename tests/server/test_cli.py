@@ -26,8 +26,20 @@ def model_folder(tmp_path_factory):
 
 def test_generate_prints_one_line_per_input(model_folder, capsys):
     texts = ["hello world", "name[The Eagle], food[French]"]
-    code = main(["generate", "--model", str(model_folder / "base"), "--adapter-dir", str(model_folder / "adapters"),
-                 "--adapter", "demo", "--max-new-tokens", "6", *texts])
+    code = main(
+        [
+            "generate",
+            "--model",
+            str(model_folder / "base"),
+            "--adapter-dir",
+            str(model_folder / "adapters"),
+            "--adapter",
+            "demo",
+            "--max-new-tokens",
+            "6",
+            *texts,
+        ]
+    )
     assert code == 0
     lines = capsys.readouterr().out.splitlines()
     model = AdaptedModel.load(model_folder / "base", device="cpu", num_slots=1)
@@ -37,8 +49,18 @@ def test_generate_prints_one_line_per_input(model_folder, capsys):
 
 
 def test_generate_unknown_adapter_is_an_error(model_folder, capsys):
-    code = main(["generate", "--model", str(model_folder / "base"), "--adapter-dir", str(model_folder / "adapters"),
-                 "--adapter", "nope", "hi"])
+    code = main(
+        [
+            "generate",
+            "--model",
+            str(model_folder / "base"),
+            "--adapter-dir",
+            str(model_folder / "adapters"),
+            "--adapter",
+            "nope",
+            "hi",
+        ]
+    )
     assert code == 2
     assert "no adapter file" in capsys.readouterr().err
 
@@ -58,7 +80,17 @@ def test_embedded_default_works_with_no_options(tmp_path, monkeypatch, capsys):
 
 
 def test_inspect_prints_config(model_folder, capsys):
-    assert main(["adapters", "inspect", str(model_folder / "adapters" / "demo.safetensors"),
-                 "--model", str(model_folder / "base")]) == 0
+    assert (
+        main(
+            [
+                "adapters",
+                "inspect",
+                str(model_folder / "adapters" / "demo.safetensors"),
+                "--model",
+                str(model_folder / "base"),
+            ]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out)
     assert info["config"]["kind"] == "input-tuning" and info["config"]["prompt_length"] == 4

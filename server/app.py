@@ -1,0 +1,107 @@
+"""The app factory: ``create_app(settings)`` builds one independent server (no global state)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+
+from .api import errors
+from .api.routes import router
+from .defaults import default_model_and_adapters
+from .engine.engine import Engine
+from .metrics import Metrics
+from .settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+
+def resolve_paths(settings: ServerSettings) -> tuple[str, Path]:
+    """(model, adapter folder): the embedded demo when no model is set."""
+    if settings.model is None:
+        model, adapters = default_model_and_adapters()
+        return str(model), Path(settings.adapter_dir or adapters)
+    if settings.adapter_dir is None:
+        raise ValueError(
+            "with --model (INPUTTUNE_MODEL) also set --adapter-dir (INPUTTUNE_ADAPTER_DIR): "
+            "the folder that holds <name>.safetensors adapters for that base"
+        )
+    return settings.model, Path(settings.adapter_dir)
+
+
+def create_app(
+    settings: ServerSettings | None = None,
+    on_fatal: Callable[[BaseException], None] | None = None,
+    url: str | None = None,
+) -> FastAPI:
+    """Build the FastAPI app. The model loads in the background after start-up: /health answers at
+    once, /ready turns 200 when loading and warm-up are done. ``on_fatal`` is called if loading fails."""
+    settings = settings or ServerSettings()
+    model_path, adapter_dir = resolve_paths(settings)
+    metrics = Metrics(settings.metrics_max_adapter_labels)
+    engine = Engine(settings, metrics, model_path, adapter_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async def load() -> None:
+            try:
+                await asyncio.to_thread(engine.start)
+            except BaseException as e:
+                if on_fatal is not None:
+                    on_fatal(e)
+                return
+            model = engine.model
+            assert model is not None and engine.cache is not None
+            log.info(
+                "inputtune serving %s on %s (%s), %d adapters in %s at %s",
+                model_path,
+                model.base.device,
+                str(model.base.dtype).replace("torch.", ""),
+                len(engine.cache.names_on_disk()),
+                adapter_dir,
+                url or "(in-process)",
+            )
+
+        task = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            if not task.done():
+                await task
+            await asyncio.to_thread(engine.stop, settings.drain_timeout_s)
+
+    app = FastAPI(
+        title="inputtune",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Many Input-Tuning adapters on one frozen model, batched across tasks.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.metrics = metrics
+    app.state.admin_key = settings.resolved_admin_key()
+    errors.install(app)
+    app.include_router(router)
+
+    @app.middleware("http")
+    async def observe_generate(request: Request, call_next):
+        """Count every /generate request by adapter and status, validation failures included."""
+        if request.url.path != "/generate":
+            return await call_next(request)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            metrics.observe_request(
+                request.query_params.get("adapter"), status, time.perf_counter() - started
+            )
+
+    return app

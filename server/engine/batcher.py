@@ -1,0 +1,132 @@
+"""The pending queue and the batch builder. Pure logic: no tensors, no asyncio.
+
+A row is one input text of one request. The device thread asks for a batch when it is
+free; the builder waits up to ``max_wait`` after the oldest row for the batch to fill,
+then takes rows oldest first while they fit: at most ``max_rows`` rows, ``max_tokens``
+input tokens, and ``max_adapters`` distinct unpinned adapters. Rows that do not fit stay
+at the head of the queue, so they lead the next batch: nothing starves, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class QueueFullError(Exception):
+    """The queue holds ``max_rows`` rows already; the caller should retry later."""
+
+    def __init__(self, pending: int, limit: int) -> None:
+        super().__init__(f"the server queue is full ({pending} of {limit} rows waiting): retry later")
+        self.pending = pending
+        self.limit = limit
+
+
+@dataclass(eq=False)
+class Row:
+    """One row waiting for the device. ``adapter`` is any hashable identity (None = base model)."""
+
+    tokens: int
+    adapter: Hashable | None
+    pinned: bool = False
+    arrival: float = field(default_factory=time.monotonic)
+    payload: Any = None
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_rows: int
+    max_tokens: int
+    max_wait_s: float
+    max_adapters: int
+
+
+def select(rows: list[Row], policy: BatchPolicy) -> tuple[list[Row], list[Row]]:
+    """Split pending rows (oldest first) into (batch, rest) under the policy's caps."""
+    batch: list[Row] = []
+    rest: list[Row] = []
+    tokens = 0
+    adapters: set[Hashable] = set()
+    for row in rows:
+        if row.cancelled:
+            continue
+        new_adapter = row.adapter is not None and not row.pinned and row.adapter not in adapters
+        fits = (
+            len(batch) < policy.max_rows
+            and (not batch or tokens + row.tokens <= policy.max_tokens)  # an oversized row still runs alone
+            and (not new_adapter or len(adapters) < policy.max_adapters)
+        )
+        if fits:
+            batch.append(row)
+            tokens += row.tokens
+            if new_adapter:
+                adapters.add(row.adapter)
+        else:
+            rest.append(row)
+    return batch, rest
+
+
+class PendingQueue:
+    """Thread-safe FIFO of rows with a bound; the device thread takes batches from it."""
+
+    def __init__(self, max_rows: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_rows = max_rows
+        self._rows: deque[Row] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._clock = clock
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._rows)
+
+    def put(self, rows: list[Row]) -> None:
+        """Add all rows of one request, or none of them (QueueFullError)."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the server is shutting down")
+            if len(self._rows) + len(rows) > self.max_rows:
+                raise QueueFullError(len(self._rows), self.max_rows)
+            self._rows.extend(rows)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """No more rows are accepted; take_batch drains what is queued, then returns None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def drain(self) -> list[Row]:
+        """Remove and return every queued row (used when shutting down past the drain timeout)."""
+        with self._cond:
+            rows = list(self._rows)
+            self._rows.clear()
+            return rows
+
+    def take_batch(self, policy: BatchPolicy) -> list[Row] | None:
+        """Block until a batch is ready; None once closed and empty."""
+        with self._cond:
+            while True:
+                while not self._rows and not self._closed:
+                    self._cond.wait()
+                if not self._rows:
+                    return None
+                deadline = self._rows[0].arrival + policy.max_wait_s
+                while not self._closed and not self._full(policy):
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                batch, rest = select(list(self._rows), policy)
+                self._rows = deque(rest)
+                if batch:
+                    return batch
+                # everything pending was cancelled: wait again
+
+    def _full(self, policy: BatchPolicy) -> bool:
+        return len(self._rows) >= policy.max_rows or sum(r.tokens for r in self._rows) >= policy.max_tokens

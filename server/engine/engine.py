@@ -1,0 +1,254 @@
+"""The engine: an asyncio front, the pending queue, and ONE device thread that runs batches.
+
+The front (event loop) validates, resolves the adapter (disk loads go to a worker thread),
+tokenizes and enqueues rows, then awaits their futures. The device thread takes a batch
+when it is free, makes the batch's adapters device-resident, calls the adapted model once
+for the whole batch, and resolves each row's future. A failure in a batch fails only that
+batch's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from adapters import AdaptedModel, GenerationOutput, GenerationParams
+from adapters.model import encode_sources
+
+from ..metrics import Metrics
+from ..settings import ServerSettings
+from .batcher import BatchPolicy, PendingQueue, Row
+from .cache import AdapterCache, AdapterEntry
+
+log = logging.getLogger(__name__)
+
+
+class NotReadyError(Exception):
+    """The model is still loading (or the server is shutting down)."""
+
+
+class RequestTimeoutError(Exception):
+    """A request waited longer than request_timeout_s."""
+
+
+class BatchFailedError(Exception):
+    """The batch holding this row failed; the trace is in the server log."""
+
+
+class InputTooLongError(ValueError):
+    """An input exceeds max_input_tokens and the request did not ask for truncation."""
+
+
+@dataclass
+class RowResult:
+    output: GenerationOutput
+    queue_s: float
+    inference_s: float
+    batch_rows: int
+    batch_adapters: int
+
+
+@dataclass(eq=False)
+class Pending:
+    """What travels with a Row: its inputs and how to answer it."""
+
+    ids: list[int]
+    entry: AdapterEntry | None
+    params: GenerationParams
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+    def resolve(self, value: RowResult) -> None:
+        self.loop.call_soon_threadsafe(_set_result, self.future, value)
+
+    def fail(self, error: BaseException) -> None:
+        self.loop.call_soon_threadsafe(_set_exception, self.future, error)
+
+
+def _set_result(future: asyncio.Future, value) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future, error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+class Engine:
+    """Owns the adapted model, the adapter cache, the queue and the device thread."""
+
+    def __init__(self, settings: ServerSettings, metrics: Metrics, model_path: str, adapter_dir) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.model_path = model_path
+        self.adapter_dir = adapter_dir
+        self.model: AdaptedModel | None = None
+        self.cache: AdapterCache | None = None
+        self.queue = PendingQueue(settings.max_queue)
+        self.ready = threading.Event()
+        self.stopping = False
+        self.load_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._tokenizer = None
+        self._pins: set[str] = set(settings.pin)
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Load the model, preload/pin adapters, warm up, start the device thread (blocking)."""
+        try:
+            s = self.settings
+            torch.set_grad_enabled(False)
+            model = AdaptedModel.load(
+                self.model_path, device=s.device, dtype=s.dtype, num_slots=s.device_slots
+            )
+            self.cache = AdapterCache(
+                self.adapter_dir,
+                model.base.fingerprint,
+                model.base.d_model,
+                s.device_slots,
+                s.host_slots,
+                load_slot=model.bank.load,
+                pins=s.pin,
+                on_event=self.metrics.cache_event,
+            )
+            self.model = model
+            # the front tokenizes while the device thread decodes: fast tokenizers are not re-entrant
+            self._tokenizer = copy.deepcopy(model.tokenizer)
+            names = list(dict.fromkeys([*s.pin, *s.preload]))
+            entries = [self.cache.resolve(name) for name in names]
+            self.cache.acquire(entries[: s.device_slots])
+            if s.warmup:
+                model.generate(["warm-up"], [0], GenerationParams(max_new_tokens=2))
+            self._thread = threading.Thread(target=self._device_loop, name="inputtune-device", daemon=True)
+            self._thread.start()
+            self.ready.set()
+            log.debug(
+                "ready: model %s on %s (%s), %d adapters in %s, %d preloaded",
+                model.base.name,
+                model.base.device,
+                str(model.base.dtype).replace("torch.", ""),
+                len(self.cache.names_on_disk()),
+                self.adapter_dir,
+                len(entries),
+            )
+        except BaseException as e:
+            self.load_error = e
+            log.exception("start-up failed")
+            raise
+
+    def stop(self, timeout_s: float) -> None:
+        """Finish queued rows within ``timeout_s``, then fail whatever is left with 503."""
+        self.stopping = True
+        self.ready.clear()
+        self.queue.close()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.warning("drain timeout (%.1f s) reached with work queued", timeout_s)
+        for row in self.queue.drain():
+            row.payload.fail(NotReadyError("the server shut down before this request ran"))
+
+    # ------------------------------------------------------------------ front (event loop)
+
+    async def generate(
+        self, adapter: str | None, texts: Sequence[str], params: GenerationParams, truncate: bool = False
+    ) -> list[RowResult]:
+        if not self.ready.is_set() or self.model is None or self.cache is None:
+            raise NotReadyError(
+                "the server is shutting down" if self.stopping else "the model is still loading"
+            )
+        entry = None
+        if adapter is not None:
+            entry = self.cache.cached(adapter) or await asyncio.to_thread(self.cache.resolve, adapter)
+        ids = self.encode(texts, truncate)
+        loop = asyncio.get_running_loop()
+        prompt = entry.prompt_length if entry else 0
+        rows = [
+            Row(
+                tokens=len(r) + prompt,
+                adapter=entry,
+                pinned=bool(entry and entry.pinned),
+                payload=Pending(r, entry, params, loop.create_future(), loop),
+            )
+            for r in ids
+        ]
+        self.queue.put(rows)
+        self.metrics.queue_depth.set(len(self.queue))
+        futures = [row.payload.future for row in rows]
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*futures), self.settings.request_timeout_s))
+        except TimeoutError as e:
+            for row in rows:
+                row.cancelled = True
+            raise RequestTimeoutError(
+                f"the request waited more than {self.settings.request_timeout_s:.0f} s: "
+                "the server is overloaded"
+            ) from e
+
+    def encode(self, texts: Sequence[str], truncate: bool) -> list[list[int]]:
+        assert self.model is not None
+        ids = encode_sources(self._tokenizer, texts, self.model.is_encoder_decoder)
+        limit = self.settings.max_input_tokens
+        for i, row in enumerate(ids):
+            if len(row) > limit:
+                if not truncate:
+                    raise InputTooLongError(
+                        f"input {i} has {len(row)} tokens but the limit is {limit}: shorten it or send "
+                        '"truncate": true in parameters'
+                    )
+                ids[i] = row[: limit - 1] + row[-1:]  # keep the closing EOS/separator
+        return ids
+
+    # ------------------------------------------------------------------ device thread
+
+    def _device_loop(self) -> None:
+        s = self.settings
+        policy = BatchPolicy(
+            s.max_batch_size,
+            s.max_batch_tokens,
+            s.max_wait_ms / 1000,
+            self.cache.max_unpinned_in_batch() if self.cache else 1,
+        )
+        while True:
+            batch = self.queue.take_batch(policy)
+            if batch is None:
+                return
+            self.metrics.queue_depth.set(len(self.queue))
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[Row]) -> None:
+        assert self.model is not None and self.cache is not None
+        start = time.monotonic()
+        pending: list[Pending] = [row.payload for row in batch]
+        try:
+            self.cache.acquire([p.entry for p in pending if p.entry is not None])
+            slot_ids = [p.entry.device_slot if p.entry else 0 for p in pending]
+            outputs = self.model.generate([p.ids for p in pending], slot_ids, [p.params for p in pending])
+        except Exception as e:  # a failing batch must not take the server down
+            log.exception("batch of %d rows failed", len(batch))
+            self.metrics.batches.labels("error").inc()
+            error = BatchFailedError(f"generation failed for the batch holding this request: {e}")
+            for p in pending:
+                p.fail(error)
+            return
+        elapsed = time.monotonic() - start
+        distinct = len({id(p.entry) for p in pending})
+        m = self.metrics
+        m.batches.labels("ok").inc()
+        m.inference_time.observe(elapsed)
+        m.batch_rows.observe(len(batch))
+        m.batch_adapters.observe(distinct)
+        for row, p, out in zip(batch, pending, outputs, strict=True):
+            m.queue_time.observe(start - row.arrival)
+            m.generated_tokens.inc(out.generated_tokens)
+            m.input_tokens.inc(out.input_tokens)
+            p.resolve(RowResult(out, start - row.arrival, elapsed, len(batch), distinct))

@@ -1,0 +1,117 @@
+"""Server settings: one pydantic-settings class; every field also comes from ``INPUTTUNE_<NAME>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ServerSettings(BaseSettings):
+    """Everything `inputtune serve` can be told. CLI options override the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="INPUTTUNE_", extra="forbid", validate_default=True)
+
+    # ---- model
+    model: str | None = Field(
+        None, description="Base model folder (Hugging Face layout) or hub id; empty = the embedded demo"
+    )
+    adapter_dir: Path | None = Field(
+        None, description="Folder of <name>.safetensors adapters; empty = the demo's adapters"
+    )
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    dtype: str = Field("auto", description="auto | float32 | bfloat16 | float16 (GPU only)")
+    warmup: bool = Field(True, description="Run one small generation at start-up before /ready turns 200")
+
+    # ---- HTTP
+    host: str = Field("127.0.0.1", description="Interface to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port)")
+    admin_api_key: SecretStr | None = Field(
+        None, description="Bearer token that enables PUT/DELETE /adapters; unset = admin API off (403)"
+    )
+    admin_api_key_file: Path | None = Field(
+        None, description="File holding the admin key (e.g. a Docker secret); read at start-up"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
+
+    # ---- batching
+    max_batch_size: int = Field(32, ge=1, le=4096, description="Most rows in one batch")
+    max_batch_tokens: int = Field(8192, ge=1, description="Most input tokens (prompt included) in one batch")
+    max_wait_ms: float = Field(
+        5.0, ge=0, le=10_000, description="How long a batch waits to fill up after its first request"
+    )
+    max_queue: int = Field(1024, ge=1, description="Most rows waiting; beyond it requests get 429")
+    max_inputs_per_request: int = Field(64, ge=1, description="Most texts in one request's list input")
+    max_upload_mb: int = Field(512, ge=1, description="Largest adapter upload (PUT /adapters/NAME) in MB")
+
+    # ---- request limits
+    max_input_tokens: int = Field(512, ge=1, description="Longest input in tokens (413 unless truncate)")
+    max_new_tokens: int = Field(256, ge=1, description="Cap on a request's max_new_tokens")
+    default_max_new_tokens: int = Field(64, ge=1, description="max_new_tokens when a request gives none")
+    max_num_beams: int = Field(8, ge=1, description="Cap on a request's num_beams")
+    request_timeout_s: float = Field(120.0, gt=0, description="A request waiting longer fails with 503")
+
+    # ---- adapter cache
+    device_slots: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="Adapters resident on the device at once (the most distinct adapters in one batch)",
+    )
+    host_slots: int = Field(128, ge=1, description="Adapters kept in host memory (>= device_slots)")
+    pin: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Adapters always kept on the device"
+    )
+    preload: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Adapters loaded at start-up"
+    )
+
+    # ---- shutdown and metrics
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish"
+    )
+    metrics_max_adapter_labels: int = Field(
+        100, ge=1, description="Distinct adapter names labelled in metrics; the rest count as '_other'"
+    )
+
+    @field_validator("pin", "preload", mode="before")
+    @classmethod
+    def _split_names(cls, value):
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ServerSettings:
+        if self.host_slots < self.device_slots:
+            raise ValueError(
+                f"host_slots ({self.host_slots}) must be >= device_slots ({self.device_slots}): "
+                "every adapter on the device also lives in host memory"
+            )
+        if len(set(self.pin)) >= self.device_slots:
+            raise ValueError(
+                f"{len(set(self.pin))} pinned adapters leave no free device slot "
+                f"(device_slots={self.device_slots}): pin fewer or raise device_slots"
+            )
+        if self.default_max_new_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"default_max_new_tokens ({self.default_max_new_tokens}) exceeds max_new_tokens "
+                f"({self.max_new_tokens})"
+            )
+        if self.admin_api_key is not None and self.admin_api_key_file is not None:
+            raise ValueError("set admin_api_key or admin_api_key_file, not both")
+        return self
+
+    def resolved_admin_key(self) -> str | None:
+        """The admin key from the setting or its file (stripped); None when the admin API is off."""
+        if self.admin_api_key_file is not None:
+            try:
+                key = self.admin_api_key_file.read_text().strip()
+            except OSError as e:
+                raise ValueError(f"cannot read admin_api_key_file {self.admin_api_key_file}: {e}") from e
+            if not key:
+                raise ValueError(f"admin_api_key_file {self.admin_api_key_file} is empty")
+            return key
+        return self.admin_api_key.get_secret_value() if self.admin_api_key else None
