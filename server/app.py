@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -89,19 +90,20 @@ def create_app(
     app.include_router(router)
 
     @app.middleware("http")
-    async def observe_generate(request: Request, call_next):
-        """Count every /generate request by adapter and status, validation failures included."""
-        if request.url.path != "/generate":
-            return await call_next(request)
+    async def observe(request: Request, call_next):
+        """Echo (or assign) X-Request-Id; count every /generate request by adapter and status,
+        validation failures included."""
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         started = time.perf_counter()
         status = 500
         try:
             response = await call_next(request)
             status = response.status_code
+            response.headers["x-request-id"] = request_id
             return response
         finally:
-            metrics.observe_request(
-                request.query_params.get("adapter"), status, time.perf_counter() - started
-            )
+            if request.url.path == "/generate":
+                adapter = request.query_params.get("adapter")
+                metrics.observe_request(adapter, status, time.perf_counter() - started)
 
     return app

@@ -53,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_arguments(serve)
 
+    naive = sub.add_parser(
+        "serve-naive",
+        help="baseline server: one request at a time, plain transformers generate (for benchmarks)",
+    )
+    _add_model_options(naive)
+    naive.add_argument("--host", default="127.0.0.1")
+    naive.add_argument("--port", type=int, default=8001)
+
+    load = sub.add_parser("loadtest", help="open-loop load test against a running server")
+    from .commands.loadtest import add_loadtest_arguments
+
+    add_loadtest_arguments(load)
+
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     batching = bench_sub.add_parser(
@@ -114,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-tensor loading bars drown the one start-up line
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per load-test request is noise
     try:
         if args.command == "generate":
             from .commands import generate
@@ -123,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import serve as serve_command
 
             return serve_command.run(args)
+        if args.command == "serve-naive":
+            from .commands import serve as serve_command
+
+            return serve_command.run_naive(args)
+        if args.command == "loadtest":
+            from .commands import loadtest
+
+            return loadtest.run(args)
         if args.command == "bench":
             from .bench import batching
 

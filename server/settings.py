@@ -37,6 +37,11 @@ class ServerSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
 
     # ---- batching
+    batching: Literal["mixed", "per-adapter"] = Field(
+        "mixed",
+        description="mixed: rows of many adapters share a batch; per-adapter: one adapter per batch "
+        "(the baseline of systems without mixed batching)",
+    )
     max_batch_size: int = Field(32, ge=1, le=4096, description="Most rows in one batch")
     max_batch_tokens: int = Field(8192, ge=1, description="Most input tokens (prompt included) in one batch")
     max_wait_ms: float = Field(

@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
             f"d_model={weights.config.d_model}"
         )
         return 0
+    if args.adapters_command == "synth":
+        return synth(args)
     if args.adapters_command == "inspect":
         weights = load_adapter(args.path)
         if args.model:
@@ -37,3 +39,33 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     raise AssertionError(args.adapters_command)
+
+
+def synth(args: argparse.Namespace) -> int:
+    """N random adapters (``<prefix><i>``) whose config carries the base's fingerprint."""
+    from pathlib import Path
+
+    import torch
+    from tqdm import tqdm
+
+    from adapters import AdapterConfig, random_adapter
+
+    if args.count < 1:
+        raise ValueError(f"--count must be >= 1, got {args.count}")
+    base = load_base(args.base, device="cpu")
+    out = Path(args.out)
+    dtype = torch.bfloat16 if args.dtype == "bfloat16" else torch.float32
+    width = len(str(args.count - 1))
+    for i in tqdm(range(args.count), desc="adapters", unit="file"):
+        config = AdapterConfig(
+            args.kind,
+            base.d_model,
+            args.prompt_length,
+            base_model=base.name,
+            base_fingerprint=base.fingerprint,
+        )
+        weights = random_adapter(config, seed=i)
+        weights.metadata["note"] = "random adapter for speed tests"
+        save_adapter(weights, out / f"{args.prefix}{i:0{width}d}.safetensors", dtype=dtype)
+    print(f"wrote {args.count} {args.kind} adapters to {out}")
+    return 0

@@ -101,3 +101,20 @@ def run(args: argparse.Namespace) -> int:
         log.error("inputtune could not start: %s", fatal[0])
         return 1
     return 0
+
+
+def run_naive(args: argparse.Namespace) -> int:
+    """The naive baseline server (one request at a time, plain transformers generate)."""
+    from pathlib import Path
+
+    import uvicorn
+
+    from ..naive import create_naive_app
+    from .generate import resolve_model
+
+    model, adapter_dir = resolve_model(args.model, args.adapter_dir)
+    if adapter_dir is None:
+        raise ValueError("serve-naive with --model also needs --adapter-dir")
+    app = create_naive_app(model, Path(adapter_dir), device=args.device, dtype=args.dtype)
+    _graceful_server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")).run()
+    return 0

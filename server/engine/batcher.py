@@ -44,6 +44,7 @@ class BatchPolicy:
     max_tokens: int
     max_wait_s: float
     max_adapters: int
+    per_adapter: bool = False  # baseline mode: every batch holds one adapter (the base model counts as one)
 
 
 def select(rows: list[Row], policy: BatchPolicy) -> tuple[list[Row], list[Row]]:
@@ -52,9 +53,16 @@ def select(rows: list[Row], policy: BatchPolicy) -> tuple[list[Row], list[Row]]:
     rest: list[Row] = []
     tokens = 0
     adapters: set[Hashable] = set()
+    only: list[Hashable | None] = []  # per-adapter mode: the adapter of the oldest row
     for row in rows:
         if row.cancelled:
             continue
+        if policy.per_adapter:
+            if not only:
+                only.append(row.adapter)
+            if row.adapter is not only[0]:
+                rest.append(row)
+                continue
         new_adapter = row.adapter is not None and not row.pinned and row.adapter not in adapters
         fits = (
             len(batch) < policy.max_rows

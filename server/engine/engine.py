@@ -217,6 +217,7 @@ class Engine:
             s.max_batch_tokens,
             s.max_wait_ms / 1000,
             self.cache.max_unpinned_in_batch() if self.cache else 1,
+            per_adapter=s.batching == "per-adapter",
         )
         while True:
             batch = self.queue.take_batch(policy)

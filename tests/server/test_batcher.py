@@ -58,3 +58,12 @@ def test_take_batch_waits_for_max_wait_then_takes_what_is_there():
     assert time.monotonic() - start < 30
     q.close()
     assert q.take_batch(policy) is None
+
+
+def test_per_adapter_mode_takes_one_adapter_per_batch():
+    a, b = object(), object()
+    pending = [Row(1, a), Row(1, b), Row(1, a), Row(1, None), Row(1, a)]
+    batch, rest = select(pending, BatchPolicy(8, 100, 0, 8, per_adapter=True))
+    assert [r.adapter for r in batch] == [a, a, a] and [r.adapter for r in rest] == [b, None]
+    batch, rest = select(rest, BatchPolicy(8, 100, 0, 8, per_adapter=True))
+    assert [r.adapter for r in batch] == [b] and [r.adapter for r in rest] == [None]

@@ -106,3 +106,10 @@ def test_openapi_and_docs(live):
         assert "/generate" in spec["paths"] and "/adapters/{name}" in spec["paths"]
         assert httpx.get(server.url + "/docs").status_code == 200
         assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+
+
+def test_request_id_is_echoed_or_assigned(live):
+    with live() as server:
+        r = httpx.post(server.url + "/generate", headers={"X-Request-Id": "tag-42"}, json={"inputs": "hi"})
+        assert r.headers["x-request-id"] == "tag-42"
+        assert len(httpx.get(server.url + "/health").headers["x-request-id"]) == 32
