@@ -17,22 +17,13 @@ from training.data import EvalItem
 from training.metrics import corpus_scores
 
 
-def _row_params(model: AdaptedModel, slot: int, rows: Sequence[Sequence[int]], params: GenerationParams):
-    """Per-row params; a decoder-only base with absolute positions gets max_new_tokens cut to what fits."""
+def _room(model: AdaptedModel, slot: int, row: Sequence[int], params: GenerationParams) -> int:
+    """New tokens row ``row`` may generate: params.max_new_tokens, or fewer where a decoder-only base
+    with absolute positions would run out of them."""
     limit = model.base.max_positions
     if limit is None:
-        return params
-    used = model.bank.host_prompt_lengths[slot]
-    out = []
-    for row in rows:
-        room = limit - used - len(row)
-        fits = 1 <= room < params.max_new_tokens
-        out.append(
-            dataclasses.replace(params, max_new_tokens=room, min_new_tokens=min(params.min_new_tokens, room))
-            if fits
-            else params
-        )
-    return out
+        return params.max_new_tokens
+    return min(params.max_new_tokens, limit - model.bank.host_prompt_lengths[slot] - len(row))
 
 
 def generate_all(
@@ -41,18 +32,30 @@ def generate_all(
     """Outputs of every source (in input order) and the number of generated tokens.
 
     Rows are decoded longest first in batches of ``batch_size``, so each batch holds similar lengths.
+    A row too long for ``max_new_tokens`` more positions (decoder-only bases) is decoded alone with the
+    positions it has left: in a batch, the other rows' longer generation would carry it past them.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     token_rows = model.encode(sources)
     order = sorted(range(len(token_rows)), key=lambda i: len(token_rows[i]), reverse=True)
+    rooms = {i: _room(model, slot, token_rows[i], params) for i in order}
+    cramped = [[i] for i in order if 1 <= rooms[i] < params.max_new_tokens]
+    rest = [i for i in order if not 1 <= rooms[i] < params.max_new_tokens]  # room < 1: generate says why
+    chunks = cramped + [rest[s : s + batch_size] for s in range(0, len(rest), batch_size)]
     texts: list[str] = [""] * len(token_rows)
     generated = 0
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    for chunk in chunks:
         rows = [token_rows[i] for i in chunk]
-        outputs = model.generate(rows, [slot] * len(rows), _row_params(model, slot, rows, params))
-        for i, out in zip(chunk, outputs, strict=True):
+        room = min(rooms[i] for i in chunk)
+        row_params = (
+            params
+            if room >= params.max_new_tokens
+            else dataclasses.replace(
+                params, max_new_tokens=room, min_new_tokens=min(params.min_new_tokens, room)
+            )
+        )
+        for i, out in zip(chunk, model.generate(rows, [slot] * len(rows), row_params), strict=True):
             texts[i] = out.text
             generated += out.generated_tokens
     return texts, generated

@@ -39,8 +39,18 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
-from adapters import AdaptedModel, AdapterConfig, AdapterWeights, BaseModel, GenerationParams, init_adapter
-from adapters import save_adapter as write_adapter
+from adapters import (
+    AdaptedModel,
+    AdapterConfig,
+    AdapterWeights,
+    BaseModel,
+    GenerationParams,
+    NotSafetensorsError,
+    from_bytes,
+    init_adapter,
+    to_bytes,
+)
+from adapters.fileformat import write_atomic
 from adapters.module import InputAdapter
 from training.batching import BatchStream, collate, tokenize_examples
 from training.checkpoint import cpu_state_dict, load_checkpoint, restore_rng, rng_state, save_checkpoint
@@ -64,6 +74,29 @@ def make_accelerator(device: str = "auto") -> Accelerator:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu")
     return Accelerator()
+
+
+def save_adapter_checked(weights: AdapterWeights, path: Path) -> None:
+    """Write an adapter file only once its bytes load back (``adapters.from_bytes`` validates everything).
+
+    ``adapters.fileformat`` takes a file whose first byte is 0x80 or whose first two bytes are "PK" for a
+    pickle or a zip, but a valid safetensors file starts with its little-endian header length, so a
+    header of 0x..80 or 0x..4B50 bytes trips it. Until that check looks at the header, a padding entry
+    in the metadata moves the header length off those values.
+    """
+    for pad in range(4):
+        if pad:
+            padded = {**weights.metadata, "pad": " " * 8 * pad}
+            weights = AdapterWeights(weights.config, weights.tensors, padded)
+        data = to_bytes(weights)
+        try:
+            from_bytes(data, origin=str(path))
+        except NotSafetensorsError:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, data)
+        return
+    raise AssertionError(f"could not write a loadable adapter file at {path}")
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -467,7 +500,7 @@ class Trainer:
         meta = self.metadata(stop_reason, test_scores)
         out = Path(self.config.out)
         if self.adapter is not None:
-            write_adapter(AdapterWeights(self.adapter.config, self._adapter_tensors(state), meta), out)
+            save_adapter_checked(AdapterWeights(self.adapter.config, self._adapter_tensors(state), meta), out)
             return
         out.mkdir(parents=True, exist_ok=True)
         self.base.model.save_pretrained(out, state_dict=dict(state))  # it pops tied weights from the dict

@@ -17,6 +17,14 @@ TARGETS = ["olleh", "a short output", "x", "?", "une phrase", "0", "twelve chars
 PROMPT = 5
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module", params=["t5", "gpt2"])
 def served(request):
     """A tiny model with one trained-looking adapter in slot 1, and the same adapter as a training module."""

@@ -1,0 +1,248 @@
+"""`python -m training.train_cli train|eval` (later `inputtune train|eval`): end to end and errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from adapters import (
+    AdaptedModel,
+    AdapterConfig,
+    AdapterWeights,
+    GenerationParams,
+    NotSafetensorsError,
+    from_bytes,
+    to_bytes,
+)
+from adapters.randombase import build_random_base, save_base
+from tests.training.test_train_smoke import reverse_task, write_jsonl
+from training.data import load_user_files
+from training.evaluate import evaluate
+from training.train_cli import main
+from training.trainer import save_adapter_checked
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    save_base(build_random_base("t5", "tiny", seed=0), root / "base")
+    write_jsonl(root / "train.jsonl", reverse_task(64))
+    write_jsonl(root / "dev.jsonl", reverse_task(5, seed=1))
+    write_jsonl(root / "test.jsonl", reverse_task(6, seed=2))
+    return root
+
+
+def _train(files, out, *extra):
+    return main(
+        [
+            "train",
+            "--model",
+            str(files / "base"),
+            "--train-file",
+            str(files / "train.jsonl"),
+            "--out",
+            str(out),
+            "--max-steps",
+            "12",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--max-new-tokens",
+            "6",
+            "--prompt-length",
+            "4",
+            *extra,
+        ]
+    )
+
+
+def test_train_then_eval_through_the_cli(files, tmp_path, capsys):
+    out = tmp_path / "rev.safetensors"
+    code = _train(
+        files,
+        out,
+        "--dev-file",
+        str(files / "dev.jsonl"),
+        "--eval-every",
+        "6",
+        "--test-file",
+        str(files / "test.jsonl"),
+        "--save-every",
+        "6",
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}: 12 steps (max_steps)" in printed and "bleu" in printed
+    records = [
+        json.loads(line) for line in (tmp_path / "rev.safetensors.train_log.jsonl").read_text().splitlines()
+    ]
+    assert [r["step"] for r in records if "dev" in r] == [6, 12]
+    assert any("test" in r for r in records)
+    assert all(
+        {"loss", "lr", "tokens_per_s"} <= set(r) for r in records if "dev" not in r and "test" not in r
+    )
+    assert (tmp_path / "rev.safetensors.ckpt" / "state.pt").is_file()
+
+    report_path = tmp_path / "report.json"
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(files / "base"),
+            "--adapter",
+            str(out),
+            "--data-file",
+            str(files / "test.jsonl"),
+            "--max-new-tokens",
+            "6",
+            "--device",
+            "cpu",
+            "--out",
+            str(report_path),
+            "--batch-size",
+            "4",
+        ]
+    )
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert set(report["scores"]) == {"bleu", "chrf", "ter", "rougeL"}
+    assert report["adapter"]["config"]["kind"] == "input-tuning"
+    assert report["adapter"]["metadata"]["method"] == "input-tuning"
+    assert report["num_items"] == 6 and len(report["examples"]) == 5
+    assert {"load_s", "decode_s", "items_per_s"} <= set(report["timing"])
+    # the CLI scores exactly what the function API scores for the served adapter
+    model = AdaptedModel.load(files / "base", device="cpu", num_slots=1)
+    model.load_adapter_file(1, out)
+    direct = evaluate(
+        model, 1, load_user_files(files / "test.jsonl").items, GenerationParams(max_new_tokens=6)
+    )
+    assert report["scores"] == direct["scores"]
+    assert "bleu" in capsys.readouterr().out
+
+
+def test_fine_tuned_folder_evaluates_as_the_model(files, tmp_path):
+    out = tmp_path / "ft"
+    assert _train(files, out, "--method", "fine-tuning", "--lr", "1e-3") == 0
+    report_path = tmp_path / "report.json"
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(out),
+            "--data-file",
+            str(files / "test.jsonl"),
+            "--max-new-tokens",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            str(report_path),
+        ]
+    )
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    assert report["adapter"] is None and report["model_metadata"]["method"] == "fine-tuning"
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"source": "abc"}', "line 2: field 'target' is missing"),
+        ('{"source": "abc", "target": 3}', "line 2: field 'target' must be a string, got int"),
+        ("not json", "line 2: not valid JSON"),
+    ],
+)
+def test_bad_user_data_is_exit_code_2_with_the_loaders_message(files, tmp_path, capsys, line, message):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"source": "a", "target": "b"}\n' + line + "\n")
+    code = main(
+        [
+            "train",
+            "--model",
+            str(files / "base"),
+            "--train-file",
+            str(bad),
+            "--out",
+            str(tmp_path / "x.safetensors"),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("inputtune: error: ") and message in err and str(bad) in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--eval-every", "5"], "--eval-every needs dev data"),
+        (["--out", "x.bin"], "must be an adapter file ending in .safetensors"),
+        (["--lr-prompt", "0"], "lr-prompt must be > 0"),
+        (["--task", "e2e"], "pass either --task or --train-file"),
+    ],
+)
+def test_bad_options_are_exit_code_2(files, tmp_path, capsys, args, message):
+    code = main(
+        [
+            "train",
+            "--model",
+            str(files / "base"),
+            "--train-file",
+            str(files / "train.jsonl"),
+            "--out",
+            str(tmp_path / "x.safetensors"),
+            "--device",
+            "cpu",
+            *args,
+        ]
+    )
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_eval_of_a_missing_file_is_exit_code_2(files, tmp_path, capsys):
+    code = main(
+        [
+            "eval",
+            "--model",
+            str(files / "base"),
+            "--data-file",
+            str(tmp_path / "none.jsonl"),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_adapter_files_whose_header_looks_like_a_pickle_are_still_written_loadable(tmp_path):
+    """A safetensors header of 0x..80 bytes makes the file start with 0x80, which the loader takes for a
+    pickle; save_adapter_checked pads the metadata until the file loads."""
+    config = AdapterConfig("prompt-tuning", 8, 2)
+    weights = AdapterWeights(config, {"prompt": torch.zeros(2, 8)}, {})
+    for n in range(0, 400, 8):
+        weights.metadata = {"note": "x" * n}
+        if to_bytes(weights)[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no metadata length gives a 0x80 first byte")
+    with pytest.raises(NotSafetensorsError, match="pickle"):
+        from_bytes(to_bytes(weights))  # what adapters.save_adapter alone would leave behind
+    path = tmp_path / "a.safetensors"
+    save_adapter_checked(weights, path)
+    loaded = from_bytes(path.read_bytes())
+    assert loaded.metadata["note"] == weights.metadata["note"] and torch.equal(loaded.prompt, weights.prompt)
