@@ -129,7 +129,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "--eval-every",
         type=int,
         default=d["eval_every"],
-        help="decode the dev subset every N steps and keep the best (BLEU) weights; 0: never",
+        help="decode the dev subset every N steps, keep the best weights (BLEU, then chrF); 0: never",
     )
     g.add_argument("--eval-samples", type=int, default=d["eval_samples"], help="dev items per evaluation")
     g.add_argument("--eval-batch-size", type=int, default=d["eval_batch_size"])

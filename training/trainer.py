@@ -15,7 +15,8 @@ frozen base with every adapter checkpoint.
 
 The forward is ``training.forward.TrainModule``: the serving layout of ``adapters.AdaptedModel``. Dev
 evaluations decode through ``AdaptedModel.generate`` with the adapter in a bank slot (what is evaluated
-is what is served); the best dev BLEU is kept and written to ``--out`` whenever it improves.
+is what is served); the weights of the best dev BLEU (ties broken by chrF) are kept and written to
+``--out`` whenever they improve.
 
 Shapes: B batch rows, P prompt tokens, D model width, H adapter inner size.
 """
@@ -117,7 +118,7 @@ class Progress:
     step: int = 0
     tokens_seen: int = 0
     wall_time_s: float = 0.0  # earlier sessions of a resumed run
-    best_score: float | None = None
+    best_score: list[float] | None = None  # [BLEU, chrF]: chrF breaks BLEU ties (all 0 early on)
     best_step: int | None = None
     best_scores: dict[str, Any] = field(default_factory=dict)
     bad_evals: int = 0
@@ -437,16 +438,12 @@ class Trainer:
             for warning in set(result["warnings"]) - self.metric_warnings:
                 log.warning(warning)
                 self.metric_warnings.add(warning)
-            scores, score = result["scores"], result["scores"]["bleu"]
+            scores = result["scores"]
+            score = [scores["bleu"], scores["chrf"]]
             prog.last_eval_step, prog.last_eval_seconds = prog.step, result["seconds"]
-            improved = prog.best_score is None or score > prog.best_score
-            if improved:
-                prog.best_score, prog.best_step, prog.best_scores, prog.bad_evals = (
-                    score,
-                    prog.step,
-                    scores,
-                    0,
-                )
+            if prog.best_score is None or score > prog.best_score:
+                prog.best_score, prog.best_step, prog.best_scores = score, prog.step, scores
+                prog.bad_evals = 0
                 self.best = cpu_state_dict(self.trainable())
                 self._write_output(self.best)
             else:
@@ -462,10 +459,11 @@ class Trainer:
                 }
             )
             log.info(
-                "step %d dev BLEU %.2f (best %.2f at step %s)",
+                "step %d dev BLEU %.2f chrF %.2f (best BLEU %.2f at step %s)",
                 prog.step,
-                score,
-                prog.best_score,
+                scores["bleu"],
+                scores["chrf"],
+                prog.best_scores["bleu"],
                 prog.best_step,
             )
             stop = cfg.patience is not None and prog.bad_evals >= cfg.patience
