@@ -62,7 +62,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(model_dir, adapter_d
             r = httpx.post(
                 url + "/generate",
                 params={"adapter": "e2e"},
-                timeout=60,
+                timeout=180,
                 json={
                     "inputs": f"request {i} " * 8,
                     "parameters": {"max_new_tokens": 200, "min_new_tokens": 200},
@@ -76,7 +76,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(model_dir, adapter_d
         time.sleep(0.5)  # requests are queued or running
         proc.send_signal(signal.SIGTERM)
         for t in threads:
-            t.join(60)
+            t.join(180)
         code = proc.wait(60)
         output = proc.stdout.read()
     finally:
