@@ -105,9 +105,7 @@ class RowControl(LogitsProcessor):
         self.min_new = per_row([p.min_new_tokens for p in params], torch.long)
         self.penalty = per_row([p.repetition_penalty for p in params], torch.float32)
         self.use_penalty = any(p.repetition_penalty != 1.0 for p in params)
-        self.seeds = [
-            (p.seed if p.seed is not None else secrets.randbits(63)) if p.do_sample else None for p in params
-        ]
+        self.seeds = [seed_for(p) for p in params]
         sample_rows = [i for i, p in enumerate(params) if p.do_sample]
         self.sample_rows = torch.tensor(sample_rows, dtype=torch.long, device=device)
         self.generators = [torch.Generator().manual_seed(self.seeds[i]) for i in sample_rows]
@@ -139,19 +137,43 @@ class RowControl(LogitsProcessor):
         return scores
 
     def _sample(self, scores: torch.Tensor) -> None:
-        """Draw one token per sampled row by inverse CDF over its filtered distribution."""
-        logits = scores.index_select(0, self.sample_rows) / self.temperature[:, None]  # (S, V)
-        vocab = logits.shape[1]
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        ranks = torch.arange(vocab, device=scores.device)[None, :]
-        top_k = torch.tensor([k if k > 0 else vocab for k in self.top_k], device=scores.device)
-        keep = (ranks < top_k[:, None]) & ((probs.cumsum(-1) - probs) < self.top_p[:, None])
-        probs = torch.where(keep, probs, 0.0)
-        cdf = (probs / probs.sum(-1, keepdim=True)).cumsum(-1)
-        # Uniforms come from per-row CPU generators: the same draws on any device and in any batch.
-        u = torch.tensor([float(torch.rand((), generator=g)) for g in self.generators], device=scores.device)
-        choice = torch.searchsorted(cdf, u[:, None].to(cdf.dtype)).clamp(max=vocab - 1)  # (S, 1)
-        tokens = order.gather(1, choice).squeeze(1)
+        tokens = draw(
+            scores.index_select(0, self.sample_rows),
+            self.temperature,
+            self.top_p,
+            self.top_k,
+            self.generators,
+        )
         scores[self.sample_rows] = float("-inf")
         scores[self.sample_rows, tokens] = 0.0
+
+
+def seed_for(params: GenerationParams) -> int | None:
+    """The seed a sampled row uses (drawn at random when the request gave none)."""
+    if not params.do_sample:
+        return None
+    return params.seed if params.seed is not None else secrets.randbits(63)
+
+
+def draw(
+    scores: torch.Tensor,
+    temperature: torch.Tensor,
+    top_p: torch.Tensor,
+    top_k: list[int],
+    generators: list[torch.Generator],
+) -> torch.Tensor:
+    """One token per row of scores (S, V) by inverse CDF over its temperature/top-k/top-p filtered
+    distribution. Uniforms come from per-row CPU generators: the same draws on any device and in
+    any batch, so a seeded row samples the same tokens alone or mixed with others."""
+    logits = scores / temperature[:, None]
+    vocab = logits.shape[1]
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    ranks = torch.arange(vocab, device=scores.device)[None, :]
+    k = torch.tensor([v if v > 0 else vocab for v in top_k], device=scores.device)
+    keep = (ranks < k[:, None]) & ((probs.cumsum(-1) - probs) < top_p[:, None])
+    probs = torch.where(keep, probs, 0.0)
+    cdf = (probs / probs.sum(-1, keepdim=True)).cumsum(-1)
+    u = torch.tensor([float(torch.rand((), generator=g)) for g in generators], device=scores.device)
+    choice = torch.searchsorted(cdf, u[:, None].to(cdf.dtype)).clamp(max=vocab - 1)  # (S, 1)
+    return order.gather(1, choice).squeeze(1)

@@ -37,6 +37,11 @@ class ServerSettings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
 
     # ---- batching
+    scheduling: Literal["continuous", "static"] = Field(
+        "continuous",
+        description="continuous: rows join and leave the running batch between decoder steps "
+        "(T5/mT5 bases); static: each batch runs to its end before the next starts",
+    )
     batching: Literal["mixed", "per-adapter"] = Field(
         "mixed",
         description="mixed: rows of many adapters share a batch; per-adapter: one adapter per batch "
@@ -105,6 +110,8 @@ class ServerSettings(BaseSettings):
                 f"default_max_new_tokens ({self.default_max_new_tokens}) exceeds max_new_tokens "
                 f"({self.max_new_tokens})"
             )
+        if self.batching == "per-adapter" and self.scheduling == "continuous":
+            raise ValueError("batching=per-adapter is the static baseline: use it with scheduling=static")
         if self.admin_api_key is not None and self.admin_api_key_file is not None:
             raise ValueError("set admin_api_key or admin_api_key_file, not both")
         return self

@@ -20,7 +20,8 @@ from adapters import (
 )
 
 from ..engine.batcher import QueueFullError
-from ..engine.engine import BatchFailedError, InputTooLongError, NotReadyError, RequestTimeoutError
+from ..engine.engine import InputTooLongError, NotReadyError, RequestTimeoutError
+from ..engine.worker import BatchFailedError
 
 log = logging.getLogger(__name__)
 

@@ -103,6 +103,10 @@ class PendingQueue:
             self._rows.extend(rows)
             self._cond.notify_all()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """No more rows are accepted; take_batch drains what is queued, then returns None."""
         with self._cond:
@@ -135,6 +139,15 @@ class PendingQueue:
                 if batch:
                     return batch
                 # everything pending was cancelled: wait again
+
+    def take_nowait(self, policy: BatchPolicy) -> list[Row]:
+        """Whatever fits the policy right now, without waiting (may be empty)."""
+        with self._cond:
+            if not self._rows:
+                return []
+            batch, rest = select(list(self._rows), policy)
+            self._rows = deque(rest)
+            return batch
 
     def _full(self, policy: BatchPolicy) -> bool:
         return len(self._rows) >= policy.max_rows or sum(r.tokens for r in self._rows) >= policy.max_tokens

@@ -13,19 +13,20 @@ import asyncio
 import copy
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from adapters import AdaptedModel, GenerationOutput, GenerationParams
+from adapters import AdaptedModel, GenerationParams
+from adapters.continuous import CONTINUOUS_TYPES, StepDecoder
 from adapters.model import encode_sources
 
 from ..metrics import Metrics
 from ..settings import ServerSettings
 from .batcher import BatchPolicy, PendingQueue, Row
 from .cache import AdapterCache, AdapterEntry
+from .worker import DeviceWorker, RowResult
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +39,8 @@ class RequestTimeoutError(Exception):
     """A request waited longer than request_timeout_s."""
 
 
-class BatchFailedError(Exception):
-    """The batch holding this row failed; the trace is in the server log."""
-
-
 class InputTooLongError(ValueError):
     """An input exceeds max_input_tokens and the request did not ask for truncation."""
-
-
-@dataclass
-class RowResult:
-    output: GenerationOutput
-    queue_s: float
-    inference_s: float
-    batch_rows: int
-    batch_adapters: int
 
 
 @dataclass(eq=False)
@@ -126,9 +114,26 @@ class Engine:
             names = list(dict.fromkeys([*s.pin, *s.preload]))
             entries = [self.cache.resolve(name) for name in names]
             self.cache.acquire(entries[: s.device_slots])
+            continuous = (
+                s.scheduling == "continuous" and model.base.model.config.model_type in CONTINUOUS_TYPES
+            )
+            if continuous:
+                StepDecoder(model.base.model).self_check()  # refuse to serve a decoder that disagrees
+            elif s.scheduling == "continuous":
+                log.info(
+                    "scheduling: static (continuous batching supports %s bases)", ", ".join(CONTINUOUS_TYPES)
+                )
             if s.warmup:
                 model.generate(["warm-up"], [0], GenerationParams(max_new_tokens=2))
-            self._thread = threading.Thread(target=self._device_loop, name="inputtune-device", daemon=True)
+            policy = BatchPolicy(
+                s.max_batch_size,
+                s.max_batch_tokens,
+                s.max_wait_ms / 1000,
+                self.cache.max_unpinned_in_batch(),
+                per_adapter=s.batching == "per-adapter",
+            )
+            self.worker = DeviceWorker(model, self.cache, self.queue, self.metrics, policy, continuous)
+            self._thread = threading.Thread(target=self.worker.run, name="inputtune-device", daemon=True)
             self._thread.start()
             self.ready.set()
             log.debug(
@@ -207,49 +212,3 @@ class Engine:
                     )
                 ids[i] = row[: limit - 1] + row[-1:]  # keep the closing EOS/separator
         return ids
-
-    # ------------------------------------------------------------------ device thread
-
-    def _device_loop(self) -> None:
-        s = self.settings
-        policy = BatchPolicy(
-            s.max_batch_size,
-            s.max_batch_tokens,
-            s.max_wait_ms / 1000,
-            self.cache.max_unpinned_in_batch() if self.cache else 1,
-            per_adapter=s.batching == "per-adapter",
-        )
-        while True:
-            batch = self.queue.take_batch(policy)
-            if batch is None:
-                return
-            self.metrics.queue_depth.set(len(self.queue))
-            self._run_batch(batch)
-
-    def _run_batch(self, batch: list[Row]) -> None:
-        assert self.model is not None and self.cache is not None
-        start = time.monotonic()
-        pending: list[Pending] = [row.payload for row in batch]
-        try:
-            self.cache.acquire([p.entry for p in pending if p.entry is not None])
-            slot_ids = [p.entry.device_slot if p.entry else 0 for p in pending]
-            outputs = self.model.generate([p.ids for p in pending], slot_ids, [p.params for p in pending])
-        except Exception as e:  # a failing batch must not take the server down
-            log.exception("batch of %d rows failed", len(batch))
-            self.metrics.batches.labels("error").inc()
-            error = BatchFailedError(f"generation failed for the batch holding this request: {e}")
-            for p in pending:
-                p.fail(error)
-            return
-        elapsed = time.monotonic() - start
-        distinct = len({id(p.entry) for p in pending})
-        m = self.metrics
-        m.batches.labels("ok").inc()
-        m.inference_time.observe(elapsed)
-        m.batch_rows.observe(len(batch))
-        m.batch_adapters.observe(distinct)
-        for row, p, out in zip(batch, pending, outputs, strict=True):
-            m.queue_time.observe(start - row.arrival)
-            m.generated_tokens.inc(out.generated_tokens)
-            m.input_tokens.inc(out.input_tokens)
-            p.resolve(RowResult(out, start - row.arrival, elapsed, len(batch), distinct))

@@ -108,3 +108,20 @@ def live(model_dir, adapter_dir):
         return LiveServer(settings_for(model_dir, adapter_dir, **overrides))
 
     return start
+
+
+def wrap_model_calls(server: LiveServer, monkeypatch, wrapper) -> None:
+    """Route every model call of the device thread through ``wrapper(real, *args, **kwargs)``:
+    static batches (AdaptedModel.generate) and continuous-batching admissions and steps."""
+    from adapters.continuous import ContinuousBatch
+
+    model = server.engine.model
+    real_generate = model.generate
+    model.generate = lambda *a, **k: wrapper(real_generate, *a, **k)
+    for name in ("admit", "step"):
+        real = getattr(ContinuousBatch, name)
+        monkeypatch.setattr(
+            ContinuousBatch,
+            name,
+            lambda self, *a, _real=real, **k: wrapper(lambda *aa, **kk: _real(self, *aa, **kk), *a, **k),
+        )

@@ -11,6 +11,7 @@ from safetensors.torch import save as st_save
 
 from adapters import AdapterConfig, random_adapter, save_adapter
 from tests.conftest import TEXTS
+from tests.server.conftest import wrap_model_calls
 
 OK = {"inputs": "hello", "parameters": {"max_new_tokens": 3}}
 
@@ -104,17 +105,16 @@ def test_bad_adapter_files_fail_alone(live, adapter_dir, model_dir):
         assert "e2e" in names and "garbage" not in names  # broken files do not break the listing
 
 
-def test_queue_full_is_429_with_retry_after_and_nothing_is_lost(live):
-    with live(max_queue=4, max_batch_size=2, max_wait_ms=0) as server:
+@pytest.mark.parametrize("scheduling", ["static", "continuous"])
+def test_queue_full_is_429_with_retry_after_and_nothing_is_lost(live, monkeypatch, scheduling):
+    with live(max_queue=4, max_batch_size=2, max_wait_ms=0, scheduling=scheduling) as server:
         gate = threading.Event()
-        model = server.engine.model
-        real = model.generate
 
-        def blocked(*args, **kwargs):
+        def blocked(real, *args, **kwargs):
             gate.wait(30)
             return real(*args, **kwargs)
 
-        model.generate = blocked
+        wrap_model_calls(server, monkeypatch, blocked)
         results: dict[int, httpx.Response] = {}
 
         def call(i):
@@ -132,7 +132,6 @@ def test_queue_full_is_429_with_retry_after_and_nothing_is_lost(live):
         gate.set()
         for t in threads:
             t.join(30)
-        model.generate = real
         codes = sorted(r.status_code for r in results.values())
         assert codes.count(429) >= 2 and set(codes) <= {200, 429}, codes
         for i, r in results.items():
@@ -144,19 +143,18 @@ def test_queue_full_is_429_with_retry_after_and_nothing_is_lost(live):
                 assert r.json()["generated_text"] == alone.json()["generated_text"]
 
 
-def test_failing_batch_fails_only_itself(live):
-    with live() as server:
-        model = server.engine.model
-        real = model.generate
+@pytest.mark.parametrize("scheduling", ["static", "continuous"])
+def test_failing_batch_fails_only_itself(live, monkeypatch, scheduling):
+    with live(scheduling=scheduling) as server:
         calls = {"n": 0}
 
-        def flaky(*args, **kwargs):
+        def flaky(real, *args, **kwargs):
             calls["n"] += 1
             if calls["n"] == 1:
                 raise RuntimeError("CUDA error: simulated")
             return real(*args, **kwargs)
 
-        model.generate = flaky
+        wrap_model_calls(server, monkeypatch, flaky)
         body = expect(post(server, OK, adapter="e2e"), 500, "generation_failed", "simulated")
         assert "batch" in body["error"]
         assert post(server, OK, adapter="e2e").status_code == 200

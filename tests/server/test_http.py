@@ -7,8 +7,10 @@ import re
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import TEXTS
+from tests.server.conftest import wrap_model_calls
 
 NAMES = ["e2e", "fr-en", "dart", "prompt-only", "overnight", None]
 
@@ -46,13 +48,12 @@ def histogram(metrics_text: str, name: str) -> dict[str, float]:
     }
 
 
-def hold_first_batch_until_queued(server, rows: int) -> None:
-    """Make batching deterministic: the first batch waits until ``rows`` rows are queued behind it."""
+def hold_first_call_until_queued(server, monkeypatch, rows: int) -> None:
+    """Make batching deterministic: the first model call waits until ``rows`` rows are queued."""
     engine = server.engine
-    real = engine.model.generate
     state = {"first": True}
 
-    def gated(*args, **kwargs):
+    def gated(real, *args, **kwargs):
         if state["first"]:
             state["first"] = False
             deadline = time.monotonic() + 30
@@ -60,13 +61,14 @@ def hold_first_batch_until_queued(server, rows: int) -> None:
                 time.sleep(0.005)
         return real(*args, **kwargs)
 
-    engine.model.generate = gated
+    wrap_model_calls(server, monkeypatch, gated)
 
 
-def test_concurrent_mixed_requests_equal_one_at_a_time(live):
+@pytest.mark.parametrize("scheduling", ["static", "continuous"])
+def test_concurrent_mixed_requests_equal_one_at_a_time(live, monkeypatch, scheduling):
     plan = requests_plan()
-    with live(max_batch_size=16, max_wait_ms=0) as server:
-        hold_first_batch_until_queued(server, rows=len(plan) - 1)
+    with live(max_batch_size=16, max_wait_ms=0, scheduling=scheduling) as server:
+        hold_first_call_until_queued(server, monkeypatch, rows=len(plan) - 1)
         together = asyncio.run(send_all(server.url, plan, concurrently=True))
         metrics = httpx.get(server.url + "/metrics").text
         alone = asyncio.run(send_all(server.url, plan, concurrently=False))
