@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     batching.add_argument("--skip-naive", action="store_true", help="skip the slow B single-row calls")
     batching.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
-    adapters = sub.add_parser("adapters", help="adapter files: inspect, import")
+    adapters = sub.add_parser("adapters", help="adapter files: inspect, import, synthesize")
     adapters_sub = adapters.add_subparsers(dest="adapters_command", required=True)
     imp = adapters_sub.add_parser(
         "import-peft", help="convert a PEFT prompt-tuning folder to an adapter file"
@@ -110,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--model", help="base the prompt belongs to (records its fingerprint); default: none recorded"
     )
+    synth = adapters_sub.add_parser("synth", help="write N random adapters for a base (for speed tests)")
+    synth.add_argument(
+        "--base", required=True, help="base model folder (its fingerprint goes into the files)"
+    )
+    synth.add_argument("--count", type=int, required=True)
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--prefix", default="synth-")
+    synth.add_argument("--prompt-length", type=int, default=16)
+    synth.add_argument("--kind", choices=["input-tuning", "prompt-tuning"], default="input-tuning")
+    synth.add_argument("--dtype", choices=["float32", "bfloat16"], default="bfloat16", help="file dtype")
     show = adapters_sub.add_parser(
         "inspect", help="validate an adapter file and print its config and metadata"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from adapters import AdaptedModel, GenerationParams, load_adapter, save_adapter
 from adapters.randombase import save_base
@@ -94,3 +95,32 @@ def test_inspect_prints_config(model_folder, capsys):
     )
     info = json.loads(capsys.readouterr().out)
     assert info["config"]["kind"] == "input-tuning" and info["config"]["prompt_length"] == 4
+
+
+def test_synth_writes_compatible_random_adapters(model_folder, tmp_path, capsys):
+    out = tmp_path / "synth"
+    assert (
+        main(
+            [
+                "adapters",
+                "synth",
+                "--base",
+                str(model_folder / "base"),
+                "--count",
+                "3",
+                "--out",
+                str(out),
+                "--prompt-length",
+                "2",
+            ]
+        )
+        == 0
+    )
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["synth-0.safetensors", "synth-1.safetensors", "synth-2.safetensors"]
+    model = AdaptedModel.load(model_folder / "base", device="cpu", num_slots=3)
+    weights = [model.load_adapter_file(i + 1, out / name) for i, name in enumerate(names)]
+    assert weights[0].tensors["mlp.w2"].dtype == torch.bfloat16
+    assert not torch.equal(weights[0].tensors["mlp.w1"], weights[1].tensors["mlp.w1"])
+    outs = model.generate(["same input"] * 3, [1, 2, 3], GenerationParams(max_new_tokens=5))
+    assert len({tuple(o.token_ids) for o in outs}) > 1
