@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     batching.add_argument("--skip-naive", action="store_true", help="skip the slow B single-row calls")
     batching.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
+    cold = bench_sub.add_parser("coldload", help="disk -> device latency of cold adapters")
+    cold.add_argument("--model", help="base folder; default: a random model of --shape")
+    cold.add_argument("--shape", default="t5-small")
+    cold.add_argument("--device", default="cpu")
+    cold.add_argument("--dtype", default="auto")
+    cold.add_argument("--count", type=int, default=50)
+    cold.add_argument("--prompt-length", type=int, default=16)
+    cold.add_argument("--json", action="store_true")
+
     adapters = sub.add_parser("adapters", help="adapter files: inspect, import, synthesize")
     adapters_sub = adapters.add_subparsers(dest="adapters_command", required=True)
     imp = adapters_sub.add_parser(
@@ -156,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return loadtest.run(args)
         if args.command == "bench":
+            if args.bench == "coldload":
+                from .bench import coldload
+
+                return coldload.run(args)
             from .bench import batching
 
             return batching.run(args)

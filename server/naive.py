@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import torch
@@ -60,7 +61,12 @@ def create_naive_app(
                 decoder_start_token_id=getattr(model.config, "decoder_start_token_id", None),
             )
             out = model.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config)
-            tokens = [t for t in out[0].tolist() if t not in (tok.pad_token_id, tok.eos_token_id)]
+            sequence = out[0].tolist()[
+                1 if model.config.is_encoder_decoder else 0 :
+            ]  # drop the decoder start
+            tokens = (
+                sequence[: sequence.index(tok.eos_token_id)] if tok.eos_token_id in sequence else sequence
+            )
             elapsed = time.perf_counter() - start
         return {
             "generated_text": tok.decode(tokens, skip_special_tokens=True),
@@ -74,11 +80,12 @@ def create_naive_app(
             },
         }
 
-    app = FastAPI(title="inputtune naive baseline")
-
-    @app.on_event("startup")
-    async def startup() -> None:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
         await asyncio.to_thread(load)
+        yield
+
+    app = FastAPI(title="inputtune naive baseline", lifespan=lifespan)
 
     @app.post("/generate")
     async def generate(request: Request, body: GenerateRequest, adapter: str | None = Query(None)):

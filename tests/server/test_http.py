@@ -134,3 +134,18 @@ def test_request_id_is_echoed_or_assigned(live):
         r = httpx.post(server.url + "/generate", headers={"X-Request-Id": "tag-42"}, json={"inputs": "hi"})
         assert r.headers["x-request-id"] == "tag-42"
         assert len(httpx.get(server.url + "/health").headers["x-request-id"]) == 32
+
+
+def test_naive_baseline_answers_like_the_server(model_dir, adapter_dir, live):
+    """The baseline serves the same answers (greedy), so the load-test comparison is like for like."""
+    from fastapi.testclient import TestClient
+
+    from server.naive import create_naive_app
+
+    body = {"inputs": TEXTS[1], "parameters": {"max_new_tokens": 6, "min_new_tokens": 6}}
+    with TestClient(create_naive_app(str(model_dir / "base"), adapter_dir, device="cpu")) as naive:
+        baseline = naive.post("/generate", params={"adapter": "e2e"}, json=body).json()
+    with live() as server:
+        ours = httpx.post(server.url + "/generate", params={"adapter": "e2e"}, json=body).json()
+    assert baseline["generated_text"] == ours["generated_text"]
+    assert baseline["details"]["generated_tokens"] == ours["details"]["generated_tokens"] == 6

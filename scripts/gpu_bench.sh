@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# GPU figures for docs/performance.md: a T5-large-shaped model (random weights) in bf16 on
+# one H100/H200, offline, from what travels with the repository (no install needed beyond
+# the wheels in .whl/ when fastapi/uvicorn/pydantic are missing). About 4 minutes.
+#
+#   scripts/gpu_bench.sh OUT_DIR            # the real run (cuda, t5-large shape)
+#   scripts/gpu_bench.sh OUT_DIR --small    # the same steps on the CPU with a tiny shape (tests the script)
+#
+# Writes OUT_DIR/{batching,coldload,serve_load,naive_load}.json and a log.
+set -uo pipefail
+OUT=${1:?usage: scripts/gpu_bench.sh OUT_DIR [--small]}
+mkdir -p "$OUT"
+SHAPE=t5-large DEVICE=cuda DTYPE=bfloat16 B=64 KS="1 16 64" SLOTS=64 DURATION=12
+RATES="25,50,100" NAIVE_RATES="2,4,8" TOKENS=16
+if [ "${2:-}" = "--small" ]; then
+  SHAPE=tiny DEVICE=cpu DTYPE=float32 B=8 KS="1 4" SLOTS=8 DURATION=3 RATES="5,10" NAIVE_RATES="2,4" TOKENS=4
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+IT="python3 -m server.cli"
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
+step() { echo "== $(date +%T) $*"; }
+
+step "device"
+python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
+
+step "bench batching: B=$B, K=$KS"
+$IT bench batching --shape $SHAPE --device $DEVICE --dtype $DTYPE -B $B -K $KS --new-tokens 8 \
+  --repeats 3 --skip-naive --json > "$OUT/batching.json" || echo "batching failed"
+
+step "cold adapter loads"
+$IT bench coldload --shape $SHAPE --device $DEVICE --dtype $DTYPE --count 40 --json > "$OUT/coldload.json" \
+  || echo "coldload failed"
+
+step "base and adapters on disk"
+python3 - "$WORK/base" "$SHAPE" <<'PY' || exit 1
+import sys, torch
+from adapters.randombase import build_random_base, save_base
+save_base(build_random_base("t5", sys.argv[2], seed=0, dtype=torch.bfloat16), sys.argv[1])
+PY
+$IT adapters synth --base "$WORK/base" --count $SLOTS --out "$WORK/adapters" > /dev/null || exit 1
+
+wait_ready() {
+  for _ in $(seq 600); do
+    python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$1/ready')" 2>/dev/null && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+step "load test: inputtune serve (continuous, mixed batching) at $RATES req/s"
+$IT serve --model "$WORK/base" --adapter-dir "$WORK/adapters" --device $DEVICE --dtype $DTYPE --port 8100 \
+  --device-slots $SLOTS --host-slots $SLOTS --max-batch-size 64 --max-queue 4096 --log-level warning &
+SERVER=$!
+if wait_ready 8100; then
+  $IT loadtest --url http://127.0.0.1:8100 --sweep --rates $RATES --duration $DURATION --adapters $SLOTS \
+    --zipf 1.0 --max-new-tokens $TOKENS --min-new-tokens $TOKENS --no-progress --json \
+    --plot-dir "$WORK/plots" > "$OUT/serve_load.json" || echo "serve load test failed"
+fi
+kill -TERM $SERVER; wait $SERVER
+
+step "load test: naive baseline at $NAIVE_RATES req/s"
+$IT serve-naive --model "$WORK/base" --adapter-dir "$WORK/adapters" --device $DEVICE --dtype $DTYPE --port 8101 &
+NAIVE=$!
+if wait_ready 8101; then
+  $IT loadtest --url http://127.0.0.1:8101 --sweep --rates $NAIVE_RATES --duration $DURATION --adapters $SLOTS \
+    --zipf 1.0 --max-new-tokens $TOKENS --min-new-tokens $TOKENS --no-progress --json \
+    --plot-dir "$WORK/plots" > "$OUT/naive_load.json" || echo "naive load test failed"
+fi
+kill -TERM $NAIVE; wait $NAIVE
+step "done"
