@@ -16,6 +16,7 @@ Shapes: N rows in a batch, L raw tokens per row, S noise spans per row.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,7 +169,7 @@ def random_windows(rng: np.random.Generator, stream: np.ndarray, rows: int, leng
 # --- supervised pairs -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class Ragged:
     """Variable-length int32 sequences stored flat: sequence i is tokens[offsets[i]:offsets[i + 1]]."""
 
@@ -185,7 +186,7 @@ class Ragged:
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
-    @property
+    @functools.cached_property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ from training.pretrain_budget import BudgetPlanner, PlannerState, lr_factor
 from training.pretrain_config import SUPERVISED_TASKS, Preset, PresetError, load_preset, preset_from_dict
 from training.pretrain_data import Corpus, MixtureStream, prepare_corpus, validation_batches
 from training.pretrain_model import (
+    TOKENIZER_FILES,
     build_model,
     count_parameters,
     load_checkpoint,
@@ -147,9 +149,14 @@ def _tokenizer(args: argparse.Namespace, preset: Preset, out: Path, runlog: RunL
 
     from training.tokenizer import corpus_texts, train_tokenizer
 
-    folder = args.tokenizer or out / "tokenizer"
+    folder = out / "tokenizer"  # the run keeps its own copy, so --resume finds it
     facts: dict[str, Any] = {"folder": str(folder)}
-    if args.tokenizer is None and not (folder / "tokenizer.json").is_file():
+    if args.tokenizer is not None and args.tokenizer.resolve() != folder.resolve():
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in TOKENIZER_FILES:
+            shutil.copyfile(args.tokenizer / name, folder / name)
+        facts["copied_from"] = str(args.tokenizer)
+    if not (folder / "tokenizer.json").is_file():
         started = time.perf_counter()
         texts = corpus_texts(args.data_dir, preset.tokenizer.book_chars)
         train_tokenizer(texts, preset.tokenizer.vocab_size, folder, preset.tokenizer.num_sentinels)
@@ -161,7 +168,7 @@ def _tokenizer(args: argparse.Namespace, preset: Preset, out: Path, runlog: RunL
             train_s=round(time.perf_counter() - started, 2),
         )
     else:
-        facts["trained"] = False
+        facts["trained"] = False  # given with --tokenizer, or trained by the run this one resumes
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     facts["vocab_size"] = len(tokenizer)
     runlog("tokenizer", **facts)
@@ -345,6 +352,8 @@ def _effective_preset(args: argparse.Namespace) -> Preset:
     """The preset with --set overrides and the CLI's step/time limits; a resumed run keeps its own."""
     saved = args.out / "checkpoint" / "preset.json" if args.out else None
     if args.resume and saved is not None and saved.is_file():
+        if args.overrides:
+            raise PresetError("--set cannot change the recipe of a resumed run: resume without it")
         data = json.loads(saved.read_text(encoding="utf-8"))
         preset = preset_from_dict(data)
     else:

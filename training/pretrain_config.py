@@ -37,8 +37,11 @@ class ModelConfig:
     dropout_rate: float = 0.0
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
+    attn_implementation: str = "sdpa"  # for training only (not saved): "eager" is faster on a CPU
 
     def __post_init__(self) -> None:
+        if self.attn_implementation not in ("sdpa", "eager"):
+            raise PresetError(f"model.attn_implementation {self.attn_implementation!r}: use sdpa or eager")
         if self.feed_forward_proj not in ("relu", "gated-gelu", "gelu", "gated-relu"):
             raise PresetError(f"model.feed_forward_proj {self.feed_forward_proj!r}: use relu or gated-gelu")
         _positive(self, "d_model", "d_ff", "num_layers", "num_decoder_layers", "num_heads", "d_kv")

@@ -24,6 +24,7 @@ from training.pretrain_data import MicroBatch
 MAX_SHARD = "15MB"  # no file of the shipped folder may exceed 15 MB (the repository's file limit)
 VOCAB_MULTIPLE = 64  # embedding rows padded for tensor-core friendly shapes
 CHECKPOINT_FILE = "state.pt"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def build_model(config: ModelConfig, tokenizer: Any, seed: int) -> T5ForConditionalGeneration:
@@ -46,6 +47,7 @@ def build_model(config: ModelConfig, tokenizer: Any, seed: int) -> T5ForConditio
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
         is_encoder_decoder=True,
+        attn_implementation=config.attn_implementation,
     )
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(t5_config)
@@ -202,7 +204,7 @@ def save_base_folder(
     # A bf16 copy on the CPU (deepcopy keeps the tied embedding tied, so it is stored once).
     shipped = copy.deepcopy(model).to("cpu", torch.bfloat16)
     shipped.save_pretrained(out, max_shard_size=MAX_SHARD)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
+    for name in TOKENIZER_FILES:
         shutil.copyfile(tokenizer_dir / name, out / name)
     files = [{"file": p.name, "bytes": p.stat().st_size} for p in sorted(out.iterdir()) if p.is_file()]
     too_big = [f for f in files if f["bytes"] > 15_000_000]

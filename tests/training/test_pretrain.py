@@ -161,19 +161,12 @@ def test_tiny_run_records_the_recipe(tiny_run: Path) -> None:
 
 def test_resume_matches_an_uninterrupted_run(data_dir: Path, tiny_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "resumed"
-    common = (
-        "--preset",
-        "tiny",
-        "--out",
-        str(out),
-        "--data-dir",
-        str(data_dir),
-        "--tokenizer",
-        str(tiny_run / "tokenizer"),
-    )
-    assert run_pretrain(_args(*common, "--stop-at-step", "3")) == EXIT_OK
+    common = ("--preset", "tiny", "--out", str(out), "--data-dir", str(data_dir))
+    tokenizer = ("--tokenizer", str(tiny_run / "tokenizer"))
+    assert run_pretrain(_args(*common, *tokenizer, "--stop-at-step", "3")) == EXIT_OK
     assert (out / "checkpoint" / "state.pt").is_file() and not list(out.glob("model*.safetensors"))
-    assert run_pretrain(_args(*common, "--resume")) == EXIT_OK
+    assert run_pretrain(_args(*common, "--resume", "--set", "train.lr=0.1")) == 2  # the recipe is fixed
+    assert run_pretrain(_args(*common, "--resume")) == EXIT_OK  # finds the run's own tokenizer copy
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["training"]["steps"] == 6
     # The uninterrupted run trained its own tokenizer from the same data: same files, same ids.
