@@ -17,6 +17,15 @@ DOCKER_DIR = REPO_ROOT / "docker"
 DOCKERFILES = {"gpu": DOCKER_DIR / "Dockerfile", "cpu": DOCKER_DIR / "Dockerfile.cpu"}
 COMPOSE_FILE = DOCKER_DIR / "compose.yaml"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+OTHER_INPUTTUNE_VARIABLES = {"INPUTTUNE_CACHE"}  # read by server.defaults, not a server setting
+
+
+def known_variable(name: str) -> bool:
+    """Whether an INPUTTUNE_* variable means something (pydantic-settings ignores unknown ones)."""
+    from server.settings import ServerSettings
+
+    field = name.removeprefix("INPUTTUNE_").lower()
+    return name in OTHER_INPUTTUNE_VARIABLES or field in ServerSettings.model_fields
 
 
 @dataclass

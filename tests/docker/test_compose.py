@@ -16,8 +16,7 @@ from .compose import (
     service_env,
     volume_targets,
 )
-from .dockerfile import DOCKERFILES, parse_dockerfile
-from .test_images import known_variable
+from .dockerfile import DOCKERFILES, known_variable, parse_dockerfile
 
 
 def effective_env(spec: dict) -> dict[str, str]:

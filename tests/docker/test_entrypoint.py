@@ -10,8 +10,8 @@ and these tests fail.
 
 Only what must differ outside a container is changed (``process_env``): image folders such as
 /var/cache/inputtune live under a temporary folder, the port is a free one, the image's
-/opt/venv is this virtual environment, and a GPU image's INPUTTUNE_DEVICE=cuda becomes cpu when
-no GPU is visible.
+/opt/venv is this virtual environment and its /app (the source) this repository, and a GPU
+image's INPUTTUNE_DEVICE=cuda becomes cpu when no GPU is visible.
 """
 
 from __future__ import annotations

@@ -7,17 +7,16 @@ import subprocess
 
 import pytest
 
-from server.settings import ServerSettings
-
-from .dockerfile import DOCKERFILES, DOCKERIGNORE, REPO_ROOT, DockerIgnore, parse_dockerfile
+from .dockerfile import (
+    DOCKERFILES,
+    DOCKERIGNORE,
+    REPO_ROOT,
+    DockerIgnore,
+    known_variable,
+    parse_dockerfile,
+)
 
 IMAGES = {kind: parse_dockerfile(path) for kind, path in DOCKERFILES.items()}
-OTHER_INPUTTUNE_VARIABLES = {"INPUTTUNE_CACHE"}  # read by server.defaults, not a server setting
-
-
-def known_variable(name: str) -> bool:
-    field = name.removeprefix("INPUTTUNE_").lower()
-    return name in OTHER_INPUTTUNE_VARIABLES or field in ServerSettings.model_fields
 
 
 def test_both_images_run_the_same_command_with_the_same_settings():
@@ -51,6 +50,10 @@ def test_container_contract(kind):
     assert image.stopsignal == "SIGTERM"
     assert float(env["INPUTTUNE_DRAIN_TIMEOUT_S"]) > 0
     assert {"/models", "/adapters", env["HF_HOME"]} <= set(image.volumes)
+    # the entry-command test runs the image's /opt/venv/bin/inputtune as this venv's, from /app
+    assert env["PATH"].startswith("/opt/venv/bin:")
+    assert any(re.search(r"-m venv /opt/venv\b", i.args) for i in image.instructions if i.keyword == "RUN")
+    assert image.workdir == "/app"
     assert "INPUTTUNE_MODEL" not in env and "INPUTTUNE_ADAPTER_DIR" not in env, (
         "the images serve the embedded default unless told otherwise"
     )
