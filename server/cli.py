@@ -109,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     cold.add_argument("--prompt-length", type=int, default=16)
     cold.add_argument("--json", action="store_true")
 
+    report = bench_sub.add_parser("report", help="regenerate docs/performance.md (load tests over HTTP)")
+    report.add_argument("--out", default="docs/performance.md")
+    report.add_argument("--work-dir", default="runs/perf", help="base, adapters and server logs")
+    report.add_argument("--shape", default="t5-small", help="random base shape")
+    report.add_argument("--adapter-counts", default="1,16,200,2000")
+    report.add_argument("--duration", type=float, default=20.0, help="seconds of arrivals per measurement")
+    report.add_argument("--overload", type=float, default=40.0, help="offered req/s for saturation runs")
+    report.add_argument("--batch-size", type=int, default=32, help="server max_batch_size")
+    report.add_argument("--new-tokens", type=int, default=16)
+    report.add_argument("--input-chars", type=int, default=96)
+    report.add_argument("--prompt-length", type=int, default=16)
+    report.add_argument("--unloaded-requests", type=int, default=20)
+    report.add_argument("--keep-work", action="store_true")
+
     adapters = sub.add_parser("adapters", help="adapter files: inspect, import, synthesize")
     adapters_sub = adapters.add_subparsers(dest="adapters_command", required=True)
     imp = adapters_sub.add_parser(
@@ -165,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return loadtest.run(args)
         if args.command == "bench":
+            if args.bench == "report":
+                from .bench import report as report_command
+
+                return report_command.run(args)
             if args.bench == "coldload":
                 from .bench import coldload
 

@@ -185,4 +185,12 @@ def test_adapter_names_cannot_escape_the_folder(tmp_path, name):
 
 
 def test_valid_adapter_name(tmp_path):
-    assert adapter_path(tmp_path, "fr-en_v1.2") == (tmp_path / "fr-en_v1.2.safetensors").resolve()
+    assert adapter_path(tmp_path, "fr-en_v1.2") == (tmp_path / "fr-en_v1.2.safetensors").absolute()
+
+
+def test_symlinked_adapter_files_load(tmp_path):
+    elsewhere = save_adapter(sample(), tmp_path / "store" / "real.safetensors")
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "linked.safetensors").symlink_to(elsewhere)
+    loaded = load_adapter(adapter_path(tmp_path / "served", "linked"))
+    assert torch.equal(loaded.prompt, sample().prompt)
