@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .generation import GenerationOutput, GenerationParams, draw, seed_for
+from .model import decode_text
 
 CONTINUOUS_TYPES = ("t5", "mt5")  # one relative-bias table shared by all layers (umt5 has one per layer)
 
@@ -302,7 +303,7 @@ class ContinuousBatch:
         ]
 
     def _output(self, row: Running, reason: str) -> GenerationOutput:
-        text = self.model.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        text = decode_text(self.model.tokenizer, row.tokens)
         return GenerationOutput(text, list(row.tokens), row.input_tokens, len(row.tokens), reason, row.seed)
 
 

@@ -37,6 +37,13 @@ def encode_sources(tokenizer, texts: Sequence[str], encoder_decoder: bool) -> li
     return [list(row) for row in ids]
 
 
+def decode_text(tokenizer, token_ids: Sequence[int]) -> str:
+    """Detokenize generated ids. Embedding tables are often padded past the tokenizer (T5: 32,128
+    rows, 32,100 tokens); ids without a token have no text, so they are left out of it."""
+    size = len(tokenizer)
+    return tokenizer.decode([t for t in token_ids if t < size], skip_special_tokens=True)
+
+
 class InputTooLongError(ValueError):
     """Prompt + input (+ output for decoder-only bases) exceed what the model or the caller allows."""
 
@@ -200,7 +207,7 @@ class AdaptedModel:
             tokens, reason = seq, "length"
         if len(tokens) >= params.max_new_tokens:
             tokens, reason = tokens[: params.max_new_tokens], "length"
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        text = decode_text(self.tokenizer, tokens)
         return GenerationOutput(text, tokens, input_tokens, len(tokens), reason, seed)
 
     # ------------------------------------------------------------------ scoring

@@ -147,3 +147,11 @@ def test_unloaded_slot_is_refused(t5_model):
     empty = AdaptedModel(t5_model.base, num_slots=2)
     with pytest.raises(ValueError, match="slot 2 holds no adapter"):
         empty.generate(["hi"], [2])
+
+
+def test_ids_past_the_tokenizer_are_left_out_of_the_text(t5_model):
+    from adapters.model import decode_text
+
+    tok = t5_model.tokenizer
+    hello = tok("hi", add_special_tokens=False)["input_ids"]
+    assert decode_text(tok, [*hello, len(tok) + 5, 32127]) == "hi"
