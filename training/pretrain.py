@@ -162,7 +162,8 @@ def _tokenizer(args: argparse.Namespace, preset: Preset, out: Path, runlog: RunL
         train_tokenizer(texts, preset.tokenizer.vocab_size, folder, preset.tokenizer.num_sentinels)
         facts.update(
             trained=True,
-            corpus="sources and targets of every task's train split + book paragraphs",
+            corpus="sources and targets of every task's train split + book paragraphs (training.tokenizer."
+            "corpus_texts): the held-out tasks' words get vocabulary pieces, never a training signal",
             corpus_texts=len(texts),
             corpus_chars=sum(map(len, texts)),
             train_s=round(time.perf_counter() - started, 2),

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         "--steps", type=int, default=8, help="timed steps per variant (after 2 warm-up steps)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--prep-only", action="store_true", help="time the tokenizer and data preparation only")
     args = parser.parse_args(argv)
     from transformers import AutoTokenizer
 
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
             corpora[data_key] = (corpus, prep)
             print(json.dumps({"data_prep": prep}), flush=True)
         corpus, prep = corpora[data_key]
+        if args.prep_only:
+            continue
         stream = MixtureStream(corpus, preset.data, preset.mixture, preset.train.seed)
         started = time.perf_counter()
         batches = [stream.step_batches(step) for step in range(args.steps + 2)]
