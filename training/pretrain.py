@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import shutil
 import sys
 import time
@@ -31,9 +29,11 @@ from typing import Any
 import torch
 
 from training.data import DataNotFoundError, resolve_data_dir
-from training.pretrain_budget import BudgetPlanner, PlannerState, lr_factor
+from training.pretrain_budget import BudgetPlanner, PlannerState
 from training.pretrain_config import SUPERVISED_TASKS, Preset, PresetError, load_preset, preset_from_dict
 from training.pretrain_data import Corpus, MixtureStream, prepare_corpus, validation_batches
+from training.pretrain_gate import run_gate
+from training.pretrain_loop import Counters, RunLog, TrainLoop, hardware
 from training.pretrain_model import (
     TOKENIZER_FILES,
     build_model,
@@ -41,8 +41,6 @@ from training.pretrain_model import (
     load_checkpoint,
     make_optimizer,
     save_base_folder,
-    save_checkpoint,
-    train_step,
     validation_loss,
 )
 
@@ -105,42 +103,6 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return parser
-
-
-class RunLog:
-    """Appends one JSON object per event to pretrain_log.jsonl and mirrors it to the logger."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.started = time.perf_counter()
-
-    def __call__(self, event: str, **fields: Any) -> None:
-        record = {"event": event, "t": round(time.perf_counter() - self.started, 2), **fields}
-        if self.path is not None:
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        level = logging.ERROR if event.endswith("failed") else logging.INFO
-        log.log(level, "%s %s", event, json.dumps(fields, ensure_ascii=False)[:400])
-
-
-def hardware(device: torch.device) -> dict[str, Any]:
-    import tokenizers
-    import transformers
-
-    info: dict[str, Any] = {
-        "device": str(device),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "platform": platform.platform(),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["autocast"] = "bfloat16"
-    return info
 
 
 def _tokenizer(args: argparse.Namespace, preset: Preset, out: Path, runlog: RunLog) -> tuple[Any, Path, dict]:
@@ -212,17 +174,14 @@ def run_pretrain(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     started = time.perf_counter()
     out: Path = args.out
+    checkpoint_dir = out / "checkpoint"
     try:
         preset = _effective_preset(args)
         data_dir = resolve_data_dir(args.data_dir)
+        if args.resume and not checkpoint_dir.is_dir():
+            raise PresetError(f"--resume needs a checkpoint in {checkpoint_dir}; run without --resume")
     except (PresetError, DataNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    checkpoint_dir = out / "checkpoint"
-    if args.resume and not checkpoint_dir.is_dir():
-        print(
-            f"error: --resume needs a checkpoint in {checkpoint_dir}; run without --resume", file=sys.stderr
-        )
         return EXIT_USAGE
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume:
@@ -242,10 +201,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     corpus.facts["prepare_s"] = round(time.perf_counter() - prep_started, 2)
     runlog("data", **corpus.facts)
     stream = MixtureStream(corpus, preset.data, preset.mixture, preset.train.seed)
-    val_batches = validation_batches(corpus, preset.data, rows=32)
 
-    model = build_model(preset.model, tokenizer, preset.train.seed).to(device)
     train = preset.train
+    model = build_model(preset.model, tokenizer, train.seed).to(device)
     optimizer = make_optimizer(model, train.lr, train.weight_decay, train.betas, device)
     budget_s = None if train.time_budget_min is None else train.time_budget_min * 60
     planner = BudgetPlanner(
@@ -255,42 +213,41 @@ def run_pretrain(args: argparse.Namespace) -> int:
         reserve_s=train.reserve_s,
         replan_every=train.log_every,
     )
-    step, counters = 0, {"tokens": 0, "padded_tokens": 0, "per_source_tokens": {}, "train_s": 0.0}
+    loop = TrainLoop(
+        model=model,
+        forward=model,
+        optimizer=optimizer,
+        stream=stream,
+        planner=planner,
+        train=train,
+        device=device,
+        checkpoint_dir=checkpoint_dir,
+        runlog=runlog,
+        preset_dict=preset.to_dict(),
+        stop_at_step=args.stop_at_step,
+        progress=not args.no_progress,
+    )
+    step = 0
     if args.resume:
         extra = load_checkpoint(checkpoint_dir, model, optimizer)
-        step, counters = int(extra["step"]), extra["counters"]
+        step, loop.counters = int(extra["step"]), Counters(**extra["counters"])
         planner.start(PlannerState(**extra["planner"]), start_time=started)
         runlog("resumed", step=step, planned_total=planner.total_steps)
     else:
         planner.start(start_time=started)
+    if train.compile and device.type == "cuda":
+        loop.forward = torch.compile(model)
     n_params = count_parameters(model)
     runlog(
         "model",
         parameters=n_params,
         config=preset.model.__dict__,
         vocab=model.config.vocab_size,
-        attn_implementation=getattr(model.config, "_attn_implementation", None),
         mixture=stream.describe(),
     )
-    forward = torch.compile(model) if train.compile and device.type == "cuda" else model
 
-    outcome = _train_loop(
-        forward,
-        model,
-        optimizer,
-        stream,
-        planner,
-        train,
-        device,
-        step,
-        counters,
-        checkpoint_dir,
-        runlog,
-        preset.to_dict(),
-        args,
-    )
-    step, interrupted = outcome
-    val = validation_loss(model, val_batches, device)
+    step, interrupted = loop.run(step)
+    val = validation_loss(model, validation_batches(corpus, preset.data, rows=32), device)
     runlog("validation", step=step, **{f"val_loss_{k}": round(v, 4) for k, v in val.items()})
     if interrupted or (args.stop_at_step is not None and step < (planner.total_steps or step + 1)):
         print(
@@ -303,7 +260,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
     files = save_base_folder(model, tokenizer_dir, out)
     save_s = round(time.perf_counter() - save_started, 2)
     runlog("saved", files=files, save_s=save_s)
-    del model, optimizer, forward
+    counters = loop.counters
+    del model, optimizer, loop
     if device.type == "cuda":
         torch.cuda.empty_cache()
     recipe = {
@@ -321,25 +279,28 @@ def run_pretrain(args: argparse.Namespace) -> int:
             "steps": step,
             "planned_total_steps": planner.total_steps,
             "step_time_s": planner.state.step_time_s,
-            "tokens": counters["tokens"],
-            "padded_tokens": counters["padded_tokens"],
-            "tokens_by_source": counters["per_source_tokens"],
-            "tokens_by_source_share": _shares(counters["per_source_tokens"]),
-            "train_s": round(counters["train_s"], 2),
-            "tokens_per_s": round(counters["tokens"] / max(1e-9, counters["train_s"]), 1),
+            "tokens": counters.tokens,
+            "padded_tokens": counters.padded_tokens,
+            "tokens_by_source": counters.per_source_tokens,
+            "tokens_by_source_share": _shares(counters.per_source_tokens),
+            "train_s": round(counters.train_s, 2),
+            "tokens_per_s": round(counters.tokens / max(1e-9, counters.train_s), 1),
             "validation_loss": {k: round(v, 4) for k, v in val.items()},
         },
         "timings_s": {
+            "tokenizer_train": tokenizer_facts.get("train_s", 0.0),
             "data_prepare": corpus.facts["prepare_s"],
             "data_tokenize": corpus.facts["tokenize_s"],
-            "tokenizer_train": tokenizer_facts.get("train_s", 0.0),
             "save": save_s,
         },
         "hardware": hardware(device),
     }
-    code = _gate(out, preset, args, device, runlog, recipe)
+    passed = run_gate(
+        out, preset, args.data_dir, device, runlog, recipe, keep_weights=args.keep_on_gate_failure
+    )
     recipe["timings_s"]["wall"] = round(time.perf_counter() - started, 2)
     (out / RECIPE_FILE).write_text(json.dumps(recipe, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    code = EXIT_OK if passed else EXIT_GATE
     runlog("done", exit_code=code, wall_s=recipe["timings_s"]["wall"])
     return code
 
@@ -368,179 +329,6 @@ def _effective_preset(args: argparse.Namespace) -> Preset:
     return preset
 
 
-def _train_loop(
-    forward,
-    model,
-    optimizer,
-    stream: MixtureStream,
-    planner: BudgetPlanner,
-    train,
-    device: torch.device,
-    step: int,
-    counters: dict,
-    checkpoint_dir: Path,
-    runlog: RunLog,
-    preset_dict: dict[str, Any],
-    args: argparse.Namespace,
-) -> tuple[int, bool]:
-    """Optimizer steps until the planner stops; returns (steps done, interrupted)."""
-    from tqdm import tqdm
-
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    bar = tqdm(
-        total=planner.total_steps or 0,
-        initial=step,
-        disable=args.no_progress,
-        unit="step",
-        dynamic_ncols=True,
-        file=sys.stderr,
-    )
-    forward.train()
-    window_start, window_tokens, window_sums, window_targets = time.perf_counter(), 0, {}, {}
-    last_checkpoint = time.perf_counter()
-    loop_start = time.perf_counter()
-    train_s_before = counters["train_s"]
-    interrupted = False
-
-    def checkpoint() -> None:
-        sync()
-        counters["train_s"] = train_s_before + time.perf_counter() - loop_start
-        save_checkpoint(
-            checkpoint_dir,
-            model,
-            optimizer,
-            {
-                "step": step,
-                "counters": counters,
-                "planner": planner.state.__dict__.copy() | {"spent_s": planner.elapsed_s()},
-            },
-            files={"preset.json": json.dumps(preset_dict, indent=2) + "\n"},
-        )
-        runlog("checkpoint", step=step)
-
-    try:
-        while not planner.should_stop(step):
-            if args.stop_at_step is not None and step >= args.stop_at_step:
-                checkpoint()
-                break
-            batches = stream.step_batches(step)
-            factor = lr_factor(
-                step,
-                train.warmup_steps,
-                planner.schedule_total(step),
-                train.final_lr_fraction,
-                train.schedule,
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = train.lr * factor
-            sums = train_step(forward, batches, device)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            for batch in batches:
-                tokens = batch.tokens
-                counters["tokens"] += tokens
-                counters["padded_tokens"] += batch.input_ids.size + batch.labels.size
-                counters["per_source_tokens"][batch.source] = (
-                    counters["per_source_tokens"].get(batch.source, 0) + tokens
-                )
-                window_tokens += tokens
-                window_targets[batch.source] = window_targets.get(batch.source, 0) + batch.target_tokens
-                window_sums[batch.source] = window_sums.get(batch.source, 0.0) + sums[batch.source]
-            if planner.needs_sync(step):
-                sync()
-            planner.after_step(step)
-            if planner.total_steps is not None and bar.total != planner.total_steps:
-                bar.total = planner.total_steps
-                bar.refresh()
-            bar.update(1)
-            if step % train.log_every == 0 or planner.should_stop(step):
-                losses = {k: float(v) / window_targets[k] for k, v in window_sums.items()}  # one host sync
-                now = time.perf_counter()
-                rate = window_tokens / max(1e-9, now - window_start)
-                loss = sum(float(v) for v in window_sums.values()) / max(1, sum(window_targets.values()))
-                bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
-                runlog(
-                    "step",
-                    step=step,
-                    loss=round(loss, 4),
-                    lr=train.lr * factor,
-                    tokens_per_s=round(rate),
-                    tokens=counters["tokens"],
-                    planned_total=planner.total_steps,
-                    elapsed_s=round(planner.elapsed_s(), 1),
-                    **{f"loss_{k}": round(v, 4) for k, v in losses.items()},
-                )
-                window_start, window_tokens, window_sums, window_targets = now, 0, {}, {}
-            due_steps = train.checkpoint_every_steps and step % train.checkpoint_every_steps == 0
-            due_time = (
-                train.checkpoint_every_min
-                and time.perf_counter() - last_checkpoint > train.checkpoint_every_min * 60
-            )
-            if (due_steps or due_time) and not planner.should_stop(step):
-                checkpoint()
-                last_checkpoint = time.perf_counter()
-    except KeyboardInterrupt:
-        interrupted = True
-        checkpoint()
-    finally:
-        bar.close()
-    sync()
-    counters["train_s"] = train_s_before + time.perf_counter() - loop_start
-    return step, interrupted
-
-
-def _gate(
-    out: Path,
-    preset: Preset,
-    args: argparse.Namespace,
-    device: torch.device,
-    runlog: RunLog,
-    recipe: dict[str, Any],
-) -> int:
-    """Load the saved folder as the server would, score it, and record the verdict."""
-    from adapters.base import load_base
-    from training.pretrain_eval import evaluate_base, gate_verdict
-    from training.tokenizer import check_roundtrip
-
-    base = load_base(out, device=str(device))
-    scores = evaluate_base(base.model, base.tokenizer, preset.data, preset.eval, args.data_dir)
-    samples = scores["samples"]["fr-en"] + scores["samples"]["webnlg"]
-    roundtrip = check_roundtrip(
-        base.tokenizer, [s["input"] for s in samples] + [s["reference"] for s in samples]
-    )
-    passed, reasons = gate_verdict(scores, preset.eval.gate)
-    recipe["scores"] = scores
-    recipe["fingerprint"] = base.fingerprint
-    recipe["gate"] = {
-        "passed": passed,
-        "reasons": reasons,
-        "thresholds": preset.eval.gate.__dict__,
-        "tokenizer_roundtrip_failures": len(roundtrip),
-    }
-    runlog("eval", **{k: v for k, v in scores.items() if k != "samples"})
-    for kind, rows in scores["samples"].items():
-        for row in rows:
-            runlog("sample", kind=kind, **row)
-    if passed:
-        runlog("gate", passed=True)
-        return EXIT_OK
-    banner = "GATE FAILED: " + "; ".join(reasons)
-    if scores["distinct_outputs"] < preset.eval.gate.min_distinct or (
-        scores["input_gain_nats"] < preset.eval.gate.min_input_gain
-    ):
-        banner += " -- THE BASE IGNORES ITS INPUT: do not ship it"
-    runlog("gate_failed", passed=False, reasons=reasons, message=banner)
-    print("\n" + "!" * 80 + f"\n{banner}\n" + "!" * 80, file=sys.stderr)
-    if not args.keep_on_gate_failure:
-        for path in out.glob("model*.safetensors*"):
-            path.unlink()
-        recipe["gate"]["weights_removed"] = True
-        print("the weights were removed; rerun with --keep-on-gate-failure to keep them", file=sys.stderr)
-    return EXIT_GATE
-
-
 def run_eval_only(args: argparse.Namespace) -> int:
     """Gate a saved folder: its recipe.json's preset if present, else --preset."""
     folder: Path = args.eval_only
@@ -556,17 +344,15 @@ def run_eval_only(args: argparse.Namespace) -> int:
     from adapters.base import resolve_device
 
     device = resolve_device(args.device)
-    runlog = RunLog(None)
-    args.keep_on_gate_failure = True  # never delete weights the user only asked to score
-    gate: dict[str, Any] = {}
-    code = _gate(folder, preset, args, device, runlog, gate)
-    (folder / "gate.json").write_text(json.dumps(gate, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(
-        json.dumps(
-            {k: v for k, v in gate["scores"].items() if k != "samples"} | {"gate": gate["gate"]}, indent=2
-        )
+    record: dict[str, Any] = {}
+    # Never delete weights that were only to be scored.
+    passed = run_gate(folder, preset, args.data_dir, device, RunLog(None), record, keep_weights=True)
+    (folder / "gate.json").write_text(
+        json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
-    return code
+    summary = {k: v for k, v in record["scores"].items() if k != "samples"} | {"gate": record["gate"]}
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK if passed else EXIT_GATE
 
 
 def main(argv: list[str] | None = None) -> int:
