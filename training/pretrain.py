@@ -180,6 +180,11 @@ def run_pretrain(args: argparse.Namespace) -> int:
         data_dir = resolve_data_dir(args.data_dir)
         if args.resume and not checkpoint_dir.is_dir():
             raise PresetError(f"--resume needs a checkpoint in {checkpoint_dir}; run without --resume")
+        missing = [n for n in TOKENIZER_FILES if args.tokenizer and not (args.tokenizer / n).is_file()]
+        if missing:
+            raise PresetError(
+                f"--tokenizer {args.tokenizer} lacks {missing}: give a folder made by training.tokenizer"
+            )
     except (PresetError, DataNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

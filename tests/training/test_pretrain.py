@@ -177,9 +177,19 @@ def test_resume_matches_an_uninterrupted_run(data_dir: Path, tiny_run: Path, tmp
         assert torch.equal(reference[name], resumed[name]), name
 
 
-def test_resume_without_checkpoint_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_pretrain(_args("--preset", "tiny", "--out", str(tmp_path / "x"), "--resume")) == 2
+def test_usage_errors(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ("--preset", "tiny", "--data-dir", str(data_dir))
+    assert run_pretrain(_args(*common, "--out", str(tmp_path / "x"), "--resume")) == 2
     assert "--resume needs a checkpoint" in capsys.readouterr().err
+    assert run_pretrain(_args(*common, "--out", str(tmp_path / "y"), "--tokenizer", str(tmp_path))) == 2
+    assert "lacks ['tokenizer.json', 'tokenizer_config.json']" in capsys.readouterr().err
+    assert (
+        run_pretrain(
+            _args("--preset", "tiny", "--out", str(tmp_path / "z"), "--data-dir", str(tmp_path / "no"))
+        )
+        == 2
+    )
+    assert "data folder not found" in capsys.readouterr().err
 
 
 def test_gate_fails_loudly_and_removes_weights(
