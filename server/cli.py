@@ -61,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     naive.add_argument("--host", default="127.0.0.1")
     naive.add_argument("--port", type=int, default=8001)
 
+    from training.pretrain import add_pretrain_arguments
+    from training.train_cli import add_eval_arguments, add_train_arguments
+
+    add_train_arguments(
+        sub.add_parser("train", help="train an adapter (input-/prompt-tuning) or fine-tune a base")
+    )
+    add_eval_arguments(sub.add_parser("eval", help="decode and score an adapter or a model on a task split"))
+    add_pretrain_arguments(
+        sub.add_parser("pretrain", help="pretrain a small T5 base from scratch (the demo base)")
+    )
+
     load = sub.add_parser("loadtest", help="open-loop load test against a running server")
     from .commands.loadtest import add_loadtest_arguments
 
@@ -174,6 +185,15 @@ def main(argv: list[str] | None = None) -> int:
             from .commands import serve as serve_command
 
             return serve_command.run_naive(args)
+        if args.command in ("train", "eval", "pretrain"):
+            from training import pretrain, train_cli
+
+            runner = {
+                "train": train_cli.run_train,
+                "eval": train_cli.run_eval,
+                "pretrain": pretrain.run_pretrain,
+            }
+            return runner[args.command](args)
         if args.command == "loadtest":
             from .commands import loadtest
 
