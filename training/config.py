@@ -6,11 +6,10 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from adapters.config import ACTIVATIONS
 
-Method = Literal["input-tuning", "prompt-tuning", "fine-tuning"]
 METHODS: tuple[str, ...] = ("input-tuning", "prompt-tuning", "fine-tuning")
 SCHEDULES = ("linear", "cosine", "constant")
 BASE_DTYPES = ("float32", "bfloat16")
@@ -27,7 +26,7 @@ class TrainConfig:
 
     model: str
     out: str
-    method: Method = "input-tuning"
+    method: str = "input-tuning"  # one of METHODS, checked below
     task: str | None = None
     train_file: str | None = None
     dev_file: str | None = None

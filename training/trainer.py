@@ -77,6 +77,15 @@ def make_accelerator(device: str = "auto") -> Accelerator:
     return Accelerator()
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """cuda and cuda:0 are the same device when 0 is the current one."""
+
+    def index(d: torch.device) -> int:
+        return d.index if d.index is not None else (torch.cuda.current_device() if d.type == "cuda" else 0)
+
+    return a.type == b.type and index(a) == index(b)
+
+
 def save_adapter_checked(weights: AdapterWeights, path: Path) -> None:
     """Write an adapter file only once its bytes load back (``adapters.from_bytes`` validates everything).
 
@@ -179,7 +188,7 @@ class Trainer:
     ) -> None:
         self.config = cfg = config
         self.accelerator = acc = accelerator or make_accelerator(cfg.device)
-        if base.device != acc.device:
+        if not _same_device(base.device, acc.device):
             raise ValueError(f"the base is on {base.device} but training runs on {acc.device}: load it there")
         self.base, self.task_name = base, task_name
         self.fine_tuning = cfg.method == "fine-tuning"
