@@ -27,6 +27,7 @@ from adapters import (
 )
 from training.config import BASE_DTYPES, METHODS, SCHEDULES, TrainConfig
 from training.data import DataFormatError, DataNotFoundError, EvalItem, Example, load_task, load_user_files
+from training.output import FINE_TUNED_METADATA
 
 INPUT_ERRORS = (
     DataFormatError,
@@ -273,7 +274,7 @@ def run_eval(args: argparse.Namespace) -> int:
         result = evaluate(model, slot, items, params, args.batch_size, args.examples)
     except INPUT_ERRORS as e:
         return _error(e)
-    model_meta = Path(args.model) / "inputtune_train.json"
+    model_meta = Path(args.model) / FINE_TUNED_METADATA
     report = {
         "scores": result["scores"],
         "signatures": result["signatures"],

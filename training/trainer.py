@@ -43,15 +43,10 @@ from tqdm.auto import tqdm
 from adapters import (
     AdaptedModel,
     AdapterConfig,
-    AdapterWeights,
     BaseModel,
     GenerationParams,
-    NotSafetensorsError,
-    from_bytes,
     init_adapter,
-    to_bytes,
 )
-from adapters.fileformat import write_atomic
 from adapters.module import InputAdapter
 from training.batching import BatchStream, collate, tokenize_examples
 from training.checkpoint import cpu_state_dict, load_checkpoint, restore_rng, rng_state, save_checkpoint
@@ -59,10 +54,9 @@ from training.config import TrainConfig
 from training.data import EvalItem, Example
 from training.evaluate import evaluate
 from training.forward import TrainModule
+from training.output import adapter_weights, save_adapter_checked, save_fine_tuned
 
 log = logging.getLogger(__name__)
-
-FINE_TUNED_METADATA = "inputtune_train.json"  # training facts next to a fine-tuned model's weights
 
 
 def make_accelerator(device: str = "auto") -> Accelerator:
@@ -84,29 +78,6 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
         return d.index if d.index is not None else (torch.cuda.current_device() if d.type == "cuda" else 0)
 
     return a.type == b.type and index(a) == index(b)
-
-
-def save_adapter_checked(weights: AdapterWeights, path: Path) -> None:
-    """Write an adapter file only once its bytes load back (``adapters.from_bytes`` validates everything).
-
-    ``adapters.fileformat`` takes a file whose first byte is 0x80 or whose first two bytes are "PK" for a
-    pickle or a zip, but a valid safetensors file starts with its little-endian header length, so a
-    header of 0x..80 or 0x..4B50 bytes trips it. Until that check looks at the header, a padding entry
-    in the metadata moves the header length off those values.
-    """
-    for pad in range(4):
-        if pad:
-            padded = {**weights.metadata, "pad": " " * 8 * pad}
-            weights = AdapterWeights(weights.config, weights.tensors, padded)
-        data = to_bytes(weights)
-        try:
-            from_bytes(data, origin=str(path))
-        except NotSafetensorsError:
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
-        return
-    raise AssertionError(f"could not write a loadable adapter file at {path}")
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -505,20 +476,10 @@ class Trainer:
     ) -> None:
         """Write ``state`` (the trainable's CPU state dict) where --out says, with the training facts."""
         meta = self.metadata(stop_reason, test_scores)
-        out = Path(self.config.out)
         if self.adapter is not None:
-            save_adapter_checked(AdapterWeights(self.adapter.config, self._adapter_tensors(state), meta), out)
-            return
-        out.mkdir(parents=True, exist_ok=True)
-        self.base.model.save_pretrained(out, state_dict=dict(state))  # it pops tied weights from the dict
-        tokenizer: Any = self.base.tokenizer
-        tokenizer.save_pretrained(out)
-        (out / FINE_TUNED_METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-
-    @staticmethod
-    def _adapter_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        names = {"prompt": "prompt", "w1": "mlp.w1", "b1": "mlp.b1", "w2": "mlp.w2", "b2": "mlp.b2"}
-        return {names[k]: v.float() for k, v in state.items()}
+            save_adapter_checked(adapter_weights(self.adapter.config, state, meta), Path(self.config.out))
+        else:
+            save_fine_tuned(self.base, state, meta, Path(self.config.out))
 
     def _finish(self, reason: str) -> TrainResult:
         acc, prog = self.accelerator, self.progress

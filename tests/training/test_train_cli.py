@@ -20,8 +20,8 @@ from adapters.randombase import build_random_base, save_base
 from tests.training.test_train_smoke import reverse_task, write_jsonl
 from training.data import load_user_files
 from training.evaluate import evaluate
+from training.output import save_adapter_checked
 from training.train_cli import main
-from training.trainer import save_adapter_checked
 
 
 @pytest.fixture(autouse=True)

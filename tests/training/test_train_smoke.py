@@ -14,7 +14,8 @@ from adapters.randombase import build_random_base
 from tests.conftest import INIT_SCALE
 from training.config import TrainConfig
 from training.data import EvalItem, Example
-from training.trainer import FINE_TUNED_METADATA, Trainer, TrainResult, make_accelerator
+from training.output import FINE_TUNED_METADATA
+from training.trainer import Trainer, TrainResult, make_accelerator
 
 PROBES = ["abcd", "hgfe", "aaab", "cafe", "bead"]
 
