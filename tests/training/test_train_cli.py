@@ -246,3 +246,20 @@ def test_adapter_files_whose_header_looks_like_a_pickle_are_still_written_loadab
     save_adapter_checked(weights, path)
     loaded = from_bytes(path.read_bytes())
     assert loaded.metadata["note"] == weights.metadata["note"] and torch.equal(loaded.prompt, weights.prompt)
+
+
+def test_training_imports_without_server_web_stack_or_rouge():
+    """The offline GPU machine has no fastapi/pydantic/uvicorn/rouge-score: training must not need them."""
+    import subprocess
+    import sys
+
+    blocked = ("server", "fastapi", "pydantic", "pydantic_settings", "uvicorn", "rouge_score")
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "import training.train_cli, training.trainer, training.evaluate, training.metrics, training.bench_train\n"
+        "from training.metrics import corpus_scores\n"
+        "assert corpus_scores(['a b'], [['a b']])['rougeL'] is None\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
