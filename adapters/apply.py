@@ -72,7 +72,7 @@ def _grouped_matmul(
     non-empty groups' contiguous row ranges (same result, more kernel launches).
     """
     aligned = x.shape[1] % 8 == 0 and weights.shape[2] % 8 == 0
-    if aligned and _grouped_mm_works(x.device.type, x.dtype):
+    if aligned and _grouped_mm is not None and _grouped_mm_works(x.device.type, x.dtype):
         return _grouped_mm(x.contiguous(), weights, offs=offsets)
     out = x.new_empty(x.shape[0], weights.shape[2])
     start = 0
@@ -201,6 +201,6 @@ def apply_adapters(
         )
     if path == "reference":
         adapted = adapt_inputs_reference(embeds, input_lengths, slot_ids, bank)
-        prompts = [bank.slot_prompt(s) for s in slot_ids.tolist()]
-        return place_prompts_reference(adapted, input_lengths, prompts, padding_side)
+        row_prompts = [bank.slot_prompt(s) for s in slot_ids.tolist()]
+        return place_prompts_reference(adapted, input_lengths, row_prompts, padding_side)
     raise ValueError(f"path must be 'fast' or 'reference', got {path!r}")

@@ -36,13 +36,12 @@ class AdapterBank:
         self.device = torch.device(device)
         self.dtype = dtype
         size = num_slots + 1
-        kw = {"device": self.device, "dtype": dtype}
-        self.prompts = torch.zeros(size, 0, d_model, **kw)  # (S, Pc, D)
+        self.prompts = torch.zeros(size, 0, d_model, device=self.device, dtype=dtype)  # (S, Pc, D)
         self.prompt_lengths = torch.zeros(size, dtype=torch.long, device=self.device)  # (S,)
-        self.w1 = torch.zeros(size, d_model, 0, **kw)  # (S, D, Hc)
-        self.b1 = torch.zeros(size, 0, **kw)  # (S, Hc)
-        self.w2 = torch.zeros(size, 0, d_model, **kw)  # (S, Hc, D)
-        self.b2 = torch.zeros(size, d_model, **kw)  # (S, D)
+        self.w1 = torch.zeros(size, d_model, 0, device=self.device, dtype=dtype)  # (S, D, Hc)
+        self.b1 = torch.zeros(size, 0, device=self.device, dtype=dtype)  # (S, Hc)
+        self.w2 = torch.zeros(size, 0, d_model, device=self.device, dtype=dtype)  # (S, Hc, D)
+        self.b2 = torch.zeros(size, d_model, device=self.device, dtype=dtype)  # (S, D)
         self.has_mlp = torch.zeros(size, dtype=torch.bool, device=self.device)  # (S,)
         self.activation_ids = torch.zeros(size, dtype=torch.long, device=self.device)  # (S,)
         self.configs: list[AdapterConfig | None] = [None] * size
@@ -94,10 +93,9 @@ class AdapterBank:
                 "retrain it on this base or load the base it was made for"
             )
         self._grow(config.prompt_length, config.hidden_size or 0)
-        kw = {"device": self.device, "dtype": self.dtype}
         p = config.prompt_length
         self.prompts[slot].zero_()
-        self.prompts[slot, :p] = weights.tensors["prompt"].to(**kw)
+        self.prompts[slot, :p] = weights.tensors["prompt"].to(device=self.device, dtype=self.dtype)
         self.prompt_lengths[slot] = p
         self.w1[slot].zero_()
         self.b1[slot].zero_()
@@ -105,10 +103,10 @@ class AdapterBank:
         self.b2[slot].zero_()
         if config.has_mlp:
             h = config.hidden_size or 0
-            self.w1[slot, :, :h] = weights.tensors["mlp.w1"].to(**kw)
-            self.b1[slot, :h] = weights.tensors["mlp.b1"].to(**kw)
-            self.w2[slot, :h] = weights.tensors["mlp.w2"].to(**kw)
-            self.b2[slot] = weights.tensors["mlp.b2"].to(**kw)
+            self.w1[slot, :, :h] = weights.tensors["mlp.w1"].to(device=self.device, dtype=self.dtype)
+            self.b1[slot, :h] = weights.tensors["mlp.b1"].to(device=self.device, dtype=self.dtype)
+            self.w2[slot, :h] = weights.tensors["mlp.w2"].to(device=self.device, dtype=self.dtype)
+            self.b2[slot] = weights.tensors["mlp.b2"].to(device=self.device, dtype=self.dtype)
         self.has_mlp[slot] = config.has_mlp
         self.activation_ids[slot] = ACTIVATIONS.index(config.activation)
         self.configs[slot] = config

@@ -10,7 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 from transformers import (
@@ -90,7 +90,8 @@ def fingerprint(model: PreTrainedModel) -> str:
     on a CPU or a GPU, gives the same fingerprint.
     """
     config = model.config
-    weight = model.get_input_embeddings().weight.detach()  # (V, D)
+    embedding = cast(torch.nn.Embedding, model.get_input_embeddings())
+    weight = embedding.weight.detach()  # (V, D)
     vocab, width = weight.shape
     rows = torch.linspace(0, vocab - 1, steps=min(vocab, FINGERPRINT_ROWS)).round().long()
     sample = weight.index_select(0, rows.to(weight.device)).to(torch.bfloat16).float().cpu()
@@ -110,7 +111,7 @@ class BaseModel:
     """A loaded, frozen base model with its tokenizer."""
 
     model: PreTrainedModel
-    tokenizer: object
+    tokenizer: Any  # a transformers tokenizer (slow or fast)
     name: str
     family: Family
     fingerprint: str
@@ -187,7 +188,7 @@ def load_base(path: str | Path, device: str = "auto", dtype: str | torch.dtype =
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as e:
         raise BaseModelError(f"could not load base model {name!r}: {e}") from e
-    model.to(dev)
+    model.to(dev)  # type: ignore[arg-type]
     base = wrap_base(model, tokenizer, name=local.name if local.exists() else name)
     log.info("loaded base %s (%s, d_model=%d) on %s as %s", base.name, family, base.d_model, dev, torch_dtype)
     return base

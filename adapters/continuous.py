@@ -273,8 +273,8 @@ class ContinuousBatch:
                 torch.tensor([p.temperature for p in ps], device=logits.device),
                 torch.tensor([p.top_p for p in ps], device=logits.device),
                 [p.top_k for p in ps],
-                [rows[b].generator for b in sampled],
-            )  # type: ignore[misc]
+                [g for b in sampled if (g := rows[b].generator) is not None],  # every sampled row has one
+            )
             tokens[index] = drawn
         return tokens
 

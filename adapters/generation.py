@@ -108,7 +108,9 @@ class RowControl(LogitsProcessor):
         self.seeds = [seed_for(p) for p in params]
         sample_rows = [i for i, p in enumerate(params) if p.do_sample]
         self.sample_rows = torch.tensor(sample_rows, dtype=torch.long, device=device)
-        self.generators = [torch.Generator().manual_seed(self.seeds[i]) for i in sample_rows]
+        self.generators = [
+            torch.Generator().manual_seed(s) for s in self.seeds if s is not None
+        ]  # = sample_rows
         self.temperature = torch.tensor([params[i].temperature for i in sample_rows], device=device)
         self.top_p = torch.tensor([params[i].top_p for i in sample_rows], device=device)
         self.top_k = [params[i].top_k for i in sample_rows]
@@ -118,7 +120,7 @@ class RowControl(LogitsProcessor):
         if self.start_len is None:
             self.start_len = input_ids.shape[1]
         step = input_ids.shape[1] - self.start_len  # tokens generated so far
-        scores = scores.clone()  # (R, V)
+        scores = scores.clone()  # type: ignore[assignment]  # (R, V)
         if self.use_penalty:
             seen = scores.gather(1, input_ids)
             penalty = self.penalty[:, None]

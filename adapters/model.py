@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
+from .apply import PaddingSide, apply_adapters
 from .apply import Path as ApplyPath
-from .apply import apply_adapters
 from .bank import NO_ADAPTER, AdapterBank
 from .base import BaseModel, load_base
 from .fileformat import check_compatible, load_adapter
@@ -108,7 +109,7 @@ class AdaptedModel:
         ids, lengths = self._pad(input_ids)
         slots = torch.tensor(list(slot_ids), dtype=torch.long, device=self.base.device)
         embeds = self.base.model.get_input_embeddings()(ids)  # (B, T, D)
-        side = "right" if self.is_encoder_decoder else "left"
+        side: PaddingSide = "right" if self.is_encoder_decoder else "left"
         return apply_adapters(embeds, lengths, slots, self.bank, padding_side=side, path=path)
 
     def _tokens(self, inputs: Sequence[str] | Sequence[Sequence[int]]) -> list[list[int]]:
@@ -185,7 +186,8 @@ class AdaptedModel:
             used = int(sub_mask.sum(1).max())  # right-padded: trailing columns are padding for every row
             sub_mask = sub_mask[:, :used]
             hidden = encoded.last_hidden_state.index_select(0, index)[:, :used]
-            out = self.base.model.generate(
+            model: Any = self.base.model
+            out = model.generate(
                 encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=sub_mask, **kwargs
             )
             sequences = out[:, 1:]  # drop the decoder start token
@@ -193,7 +195,8 @@ class AdaptedModel:
             used = int(sub_mask.sum(1).max())  # left-padded: leading columns are padding for every row
             sub_mask = sub_mask[:, sub_mask.shape[1] - used :]
             sub_embeds = embeds.index_select(0, index)[:, embeds.shape[1] - used :]
-            sequences = self.base.model.generate(inputs_embeds=sub_embeds, attention_mask=sub_mask, **kwargs)
+            decoder_only: Any = self.base.model
+            sequences = decoder_only.generate(inputs_embeds=sub_embeds, attention_mask=sub_mask, **kwargs)
         return [
             self._finish(seq.tolist(), p, len(token_rows[b]), control.seeds[i])
             for i, (b, seq, p) in enumerate(zip(rows, sequences, params, strict=True))

@@ -9,6 +9,7 @@ The input adapter is ``x + W2·act(W1·x + b1) + b2`` on each input-token embedd
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -17,7 +18,12 @@ from torch import nn
 
 from .config import AdapterConfig
 
-ACTIVATION_FNS = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh}
+ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "tanh": torch.tanh,
+}
 MLP_TENSORS = ("mlp.w1", "mlp.b1", "mlp.w2", "mlp.b2")
 
 

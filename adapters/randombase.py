@@ -7,6 +7,7 @@ BPE without merges for GPT-2), so any text round-trips.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -68,10 +69,12 @@ def build_random_base(
 ) -> BaseModel:
     """A frozen base with random weights in a real architecture; deterministic for a seed."""
     torch.manual_seed(seed)
+    model: Any
+    tokenizer: Any
     if family == "t5":
         if shape not in T5_SHAPES:
             raise ValueError(f"unknown T5 shape {shape!r}: use one of {', '.join(T5_SHAPES)}")
-        config = T5Config(
+        t5_config = T5Config(  # type: ignore[call-arg]  # T5Config takes the generic config fields as kwargs
             **T5_SHAPES[shape],
             decoder_start_token_id=0,
             pad_token_id=0,
@@ -81,16 +84,16 @@ def build_random_base(
         )
         tokenizer = ByT5Tokenizer()
         with torch.device(device):
-            model = T5ForConditionalGeneration(config)
+            model = T5ForConditionalGeneration(t5_config)
     elif family == "gpt2":
         if shape not in GPT2_SHAPES:
             raise ValueError(f"unknown GPT-2 shape {shape!r}: use one of {', '.join(GPT2_SHAPES)}")
-        config = GPT2Config(
+        gpt2_config = GPT2Config(
             **GPT2_SHAPES[shape], bos_token_id=256, eos_token_id=256, initializer_range=0.02 * init_scale
         )
         tokenizer = byte_gpt2_tokenizer()
         with torch.device(device):
-            model = GPT2LMHeadModel(config)
+            model = GPT2LMHeadModel(gpt2_config)
     else:
         raise ValueError(f"unknown family {family!r}: use t5 or gpt2")
     model.to(dtype=dtype)

@@ -43,6 +43,7 @@ def ensure_placeholder(folder: Path) -> tuple[Path, Path]:
     """
     if not (folder / "base" / "config.json").is_file():
         from adapters import AdapterConfig, random_adapter, save_adapter
+        from adapters.config import Kind
         from adapters.randombase import build_random_base, save_base
 
         log.info("building the placeholder random base in %s", folder)
@@ -50,7 +51,7 @@ def ensure_placeholder(folder: Path) -> tuple[Path, Path]:
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         base = build_random_base("t5", "tiny", seed=0, init_scale=8.0)
         save_base(base, tmp / "base")
-        kinds = ("input-tuning", "prompt-tuning", "input-tuning")
+        kinds: tuple[Kind, ...] = ("input-tuning", "prompt-tuning", "input-tuning")
         for seed, (name, kind) in enumerate(zip(PLACEHOLDER_ADAPTERS, kinds, strict=True), start=1):
             config = AdapterConfig(
                 kind,

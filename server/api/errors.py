@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -101,5 +102,10 @@ def install(app: FastAPI) -> None:
     async def _known(request: Request, exc: Exception) -> JSONResponse:
         return error_response(exc)
 
-    for cls in [ApiError, *(entry[0] for entry in MAPPING), Exception]:
+    handled: list[type[Exception]] = [
+        ApiError,
+        *(cast(type[Exception], entry[0]) for entry in MAPPING),
+        Exception,
+    ]
+    for cls in handled:
         app.add_exception_handler(cls, _known)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -18,7 +18,9 @@ from .errors import ApiError
 from .schemas import AdapterInfo, Details, ErrorBody, GenerateRequest, GenerateResponse
 
 router = APIRouter()
-ERRORS = {code: {"model": ErrorBody} for code in (403, 404, 413, 422, 429, 500, 503)}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (403, 404, 413, 422, 429, 500, 503)
+}
 
 
 def _engine(request: Request) -> Engine:

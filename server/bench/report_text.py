@@ -112,10 +112,10 @@ def render(results: dict, gpu_dir: Path | None, args: argparse.Namespace) -> str
         "| device slots | req/s | device hits | device misses | device evictions |",
         "|---:|---:|---:|---:|---:|",
     ]
-    for slots in ("64", "16"):
-        cache = small[slots]["cache"]
+    for tier in ("64", "16"):
+        cache = small[tier]["cache"]
         lines.append(
-            f"| {slots} | {_f(small[slots]['achieved_rate'], 2)} | {cache.get('device_hit', 0):.0f} | "
+            f"| {tier} | {_f(small[tier]['achieved_rate'], 2)} | {cache.get('device_hit', 0):.0f} | "
             f"{cache.get('device_miss', 0):.0f} | {cache.get('device_eviction', 0):.0f} |"
         )
     lines += [

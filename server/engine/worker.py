@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from adapters import AdaptedModel
 from adapters.continuous import ContinuousBatch
@@ -131,7 +131,7 @@ class DeviceWorker:
                 live = {id(r.payload.entry) for r, _, _ in admitted.values()}
                 self._observe_call(now - start, len(admitted), len(live))
             for key, out in finished:
-                row, admit_time, distinct = admitted.pop(key)
+                row, admit_time, distinct = admitted.pop(cast(int, key))
                 self._resolve(row, out, admit_time, now - admit_time, len(running) + len(finished), distinct)
 
     # ------------------------------------------------------------------ bookkeeping
