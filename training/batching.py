@@ -13,6 +13,7 @@ skips the micro-batches already used, with no data-loader state to save.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,26 +129,39 @@ class BatchStream:
 
 @dataclass
 class Batch:
-    """One padded micro-batch on the host (pinned when a GPU is used) or the device.
+    """One padded micro-batch, built on the host so that the forward needs no host sync.
 
-    source_ids (B, Ts) right-padded, source_lengths (B,), target_ids (B, Tt) right-padded with
-    IGNORE_INDEX, target_lengths (B,). ``num_target_tokens`` and ``num_tokens`` are host ints.
+    input_ids (B, T): the sources (encoder-decoder), or each source followed by its target
+    (decoder-only), right-padded. attention_mask (B, T): 1 on real tokens. adapt_mask (B, T) bool: the
+    source tokens, which the adapter MLP changes. labels: the target ids, (B, Tt) padded with
+    IGNORE_INDEX (encoder-decoder) or flat (N,) (decoder-only), where loss_index (N,) holds the flat
+    b * T + t position whose output predicts each label. ``num_*`` are host ints.
     """
 
-    source_ids: torch.Tensor
-    source_lengths: torch.Tensor
-    target_ids: torch.Tensor
-    target_lengths: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    adapt_mask: torch.Tensor
+    labels: torch.Tensor
+    loss_index: torch.Tensor | None
     num_target_tokens: int
     num_tokens: int
 
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """The forward's positional arguments."""
+        extra = () if self.loss_index is None else (self.loss_index,)
+        return (self.input_ids, self.attention_mask, self.adapt_mask, self.labels, *extra)
+
     def to(self, device: torch.device) -> Batch:
-        nb = device.type == "cuda"
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=device.type == "cuda")
+
+        index = None if self.loss_index is None else move(self.loss_index)
         return Batch(
-            self.source_ids.to(device, non_blocking=nb),
-            self.source_lengths.to(device, non_blocking=nb),
-            self.target_ids.to(device, non_blocking=nb),
-            self.target_lengths.to(device, non_blocking=nb),
+            move(self.input_ids),
+            move(self.attention_mask),
+            move(self.adapt_mask),
+            move(self.labels),
+            index,
             self.num_target_tokens,
             self.num_tokens,
         )
@@ -160,19 +174,47 @@ def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     return out
 
 
-def collate(data: TokenizedData, indices: Sequence[int], pad_id: int, pin: bool = False) -> Batch:
+def collate(
+    data: TokenizedData, indices: Sequence[int], pad_id: int, encoder_decoder: bool, pin: bool = False
+) -> Batch:
+    """Pad the examples ``indices`` into a Batch laid out for the model family (see Batch)."""
     sources = [data.sources[i] for i in indices]
     targets = [data.targets[i] for i in indices]
     target_tokens = sum(map(len, targets))
+    rows = sources if encoder_decoder else [s + t for s, t in zip(sources, targets, strict=True)]
+    input_ids = _pad(rows, pad_id)  # (B, T)
+    width = input_ids.shape[1]
+    positions = torch.arange(width)[None, :]
+    attention_mask = (positions < torch.tensor([len(r) for r in rows])[:, None]).long()
+    adapt_mask = positions < torch.tensor([len(s) for s in sources])[:, None]
+    if encoder_decoder:
+        labels, loss_index = _pad(targets, IGNORE_INDEX), None  # (B, Tt)
+    else:  # position t predicts token t + 1: the last source token (the EOS separator) the first target
+        labels = torch.tensor([tok for t in targets for tok in t], dtype=torch.long)  # (N,)
+        loss_index = torch.tensor(
+            [
+                b * width + len(s) - 1 + k
+                for b, (s, t) in enumerate(zip(sources, targets, strict=True))
+                for k in range(len(t))
+            ],
+            dtype=torch.long,
+        )
     batch = Batch(
-        source_ids=_pad(sources, pad_id),
-        source_lengths=torch.tensor([len(s) for s in sources], dtype=torch.long),
-        target_ids=_pad(targets, IGNORE_INDEX),
-        target_lengths=torch.tensor([len(t) for t in targets], dtype=torch.long),
-        num_target_tokens=target_tokens,
-        num_tokens=target_tokens + sum(map(len, sources)),
+        input_ids,
+        attention_mask,
+        adapt_mask,
+        labels,
+        loss_index,
+        target_tokens,
+        target_tokens + sum(map(len, sources)),
     )
-    if pin:
-        for name in ("source_ids", "source_lengths", "target_ids", "target_lengths"):
-            setattr(batch, name, getattr(batch, name).pin_memory())
+    if pin:  # page-locked host memory: the copy to the GPU can overlap with compute
+        batch = dataclasses.replace(
+            batch,
+            **{
+                f: getattr(batch, f).pin_memory()
+                for f in ("input_ids", "attention_mask", "adapt_mask", "labels")
+            },
+            loss_index=None if loss_index is None else loss_index.pin_memory(),
+        )
     return batch

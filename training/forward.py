@@ -1,9 +1,9 @@
 """The training forward: the serving layout of ``adapters.AdaptedModel``, differentiable.
 
-Shapes: B batch rows, Ts source tokens, Tt target tokens, P prompt tokens, L = P + Ts + Tt (decoder-only
-sequence), D model width, V vocabulary.
+Shapes: B batch rows, T tokens of a row (right-padded), Tt target tokens, P prompt tokens, N target
+tokens of the batch, D model width, V vocabulary.
 
-Encoder-decoder (T5): encoder input ``[prompt ; MLP(embed(source))]`` right-padded, exactly what
+Encoder-decoder (T5): encoder input ``[prompt ; MLP(embed(source))]`` right-padded, what
 ``AdaptedModel.embed`` builds; labels are the target ids, decoder inputs are the labels shifted right
 (the decoder start token first), untouched by the adapter.
 
@@ -12,17 +12,22 @@ positions 0..n-1 per row. Generation left-pads and uses ``cumsum(mask) - 1``, wh
 token the same position, so both see the same sequence. Loss only on the target tokens (each predicted
 from the position before it, the first one from the separator EOS).
 
+Every row has the same prompt length, so the prompt is a plain concatenation in front and every shape
+is known from the host-built batch: the forward makes no host sync. (``InputAdapter.forward`` places
+prompts through ``adapters.apply.place_prompts``, which reads the longest row back from the device.)
+Padding positions hold adapted pad embeddings instead of zeros; attention never sees them.
 Fine-tuning is the same layout without an adapter (``adapter=None``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from adapters.apply import place_prompts, valid_token_mask
 from adapters.module import InputAdapter
 from training.batching import IGNORE_INDEX
 
@@ -31,7 +36,7 @@ class TrainModule(nn.Module):
     """A base model plus, for the adapter methods, the one trainable ``InputAdapter``.
 
     ``forward`` returns the summed token cross-entropy (a 0-d tensor) and, when asked, the logits:
-    (B, Tt, V) for an encoder-decoder base, (B, L, V) for a decoder-only base.
+    (B, Tt, V) for an encoder-decoder base, (B, P+T, V) for a decoder-only base.
     """
 
     def __init__(
@@ -42,57 +47,54 @@ class TrainModule(nn.Module):
         self.encoder_decoder = encoder_decoder
         self.adapter = adapter
 
-    def _source(
-        self, source_ids: torch.Tensor, source_lengths: torch.Tensor
+    def _inputs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, adapt_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """[prompt ; adapted source] (B, P+Ts, D), right-padded, and its lengths (B,)."""
-        embeds = self.base_model.get_input_embeddings()(source_ids)  # (B, Ts, D)
+        """[prompt ; adapted tokens] (B, P+T, D) and its attention mask (B, P+T)."""
+        embeds = self.base_model.get_input_embeddings()(input_ids)  # (B, T, D)
         if self.adapter is None:
-            return embeds, source_lengths
-        embeds, _ = self.adapter(embeds, source_lengths, "right")
-        return embeds, source_lengths + self.adapter.config.prompt_length
+            return embeds, attention_mask
+        adapted = self.adapter.adapt(embeds)
+        if not self.encoder_decoder:  # the target tokens keep their plain embeddings
+            adapted = torch.where(adapt_mask[..., None], adapted, embeds)
+        batch, prompt_length = input_ids.shape[0], self.adapter.config.prompt_length
+        prompt = self.adapter.prompt.to(adapted.dtype).expand(batch, -1, -1)  # (B, P, D)
+        ones = attention_mask.new_ones(batch, prompt_length)
+        return torch.cat([prompt, adapted], dim=1), torch.cat([ones, attention_mask], dim=1)
 
     def forward(
         self,
-        source_ids: torch.Tensor,
-        source_lengths: torch.Tensor,
-        target_ids: torch.Tensor,
-        target_lengths: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        adapt_mask: torch.Tensor,
+        labels: torch.Tensor,
+        loss_index: torch.Tensor | None = None,
         return_logits: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Arguments as in ``training.batching.Batch``; returns (summed loss, logits or None)."""
+        embeds, mask = self._inputs(input_ids, attention_mask, adapt_mask)
         if self.encoder_decoder:
-            return self._encoder_decoder(source_ids, source_lengths, target_ids, return_logits)
-        return self._decoder_only(source_ids, source_lengths, target_ids, target_lengths, return_logits)
-
-    def _encoder_decoder(self, source_ids, source_lengths, labels, return_logits):
-        embeds, lengths = self._source(source_ids, source_lengths)
-        mask = valid_token_mask(lengths, embeds.shape[1]).long()  # (B, P+Ts)
-        decoder_input_ids = self.base_model.prepare_decoder_input_ids_from_labels(labels=labels)  # (B, Tt)
-        logits = self.base_model(
-            inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_input_ids, use_cache=False
-        ).logits  # (B, Tt, V)
-        loss = F.cross_entropy(
-            logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-        )
-        return loss, logits if return_logits else None
-
-    def _decoder_only(self, source_ids, source_lengths, target_ids, target_lengths, return_logits):
-        prefix, prefix_lengths = self._source(source_ids, source_lengths)  # (B, P+Ts, D)
-        wte = self.base_model.get_input_embeddings()
-        targets = wte(target_ids.clamp(min=0))  # (B, Tt, D); padding (-100) looked up as id 0, then dropped
-        embeds, mask = place_prompts(targets, target_lengths, prefix, prefix_lengths, "right")  # (B, L, D)
+            shift_right: Any = self.base_model.prepare_decoder_input_ids_from_labels  # T5's shift right
+            decoder_input_ids = shift_right(labels=labels)  # (B, Tt)
+            logits = self.base_model(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                decoder_input_ids=decoder_input_ids,
+                use_cache=False,
+            ).logits  # (B, Tt, V)
+            loss = F.cross_entropy(
+                logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+            return loss, logits if return_logits else None
+        assert loss_index is not None, "a decoder-only batch needs loss_index"
         batch, length = mask.shape
-        k = torch.arange(length, device=mask.device)[None, :] - prefix_lengths[:, None]  # index into target
-        is_target = (k >= 0) & (k < target_lengths[:, None])
-        labels = torch.where(
-            is_target, target_ids.gather(1, k.clamp(0, target_ids.shape[1] - 1)), IGNORE_INDEX
-        )
         positions = torch.arange(length, device=mask.device).expand(batch, length)
         hidden = self.base_model.base_model(
             inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False
-        ).last_hidden_state  # (B, L, D)
+        ).last_hidden_state  # (B, P+T, D)
+        prompt_length = length - input_ids.shape[1]
+        rows = hidden[:, prompt_length:].reshape(-1, hidden.shape[-1])  # (B*T, D), without the prompt
         head = self.base_model.get_output_embeddings()
-        predicts = labels[:, 1:] != IGNORE_INDEX  # position t predicts token t+1
-        picked = head(hidden[:, :-1][predicts])  # (N, V): logits only where there is a loss
-        loss = F.cross_entropy(picked.float(), labels[:, 1:][predicts], reduction="sum")
+        picked = head(rows.index_select(0, loss_index))  # (N, V): logits only where there is a loss
+        loss = F.cross_entropy(picked.float(), labels, reduction="sum")
         return loss, head(hidden) if return_logits else None

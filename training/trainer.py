@@ -346,13 +346,14 @@ class Trainer:
         tokenizer: Any = self.base.tokenizer
         pad_id = tokenizer.pad_token_id
         for i, indices in enumerate(mine):
-            batch = collate(self.data, indices, pad_id, pin=acc.device.type == "cuda").to(acc.device)
+            batch = collate(
+                self.data, indices, pad_id, self.adapted.is_encoder_decoder, pin=acc.device.type == "cuda"
+            )
+            batch = batch.to(acc.device)
             last = i == len(mine) - 1
             with acc.no_sync(self.model) if not last else contextlib.nullcontext():
                 with torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                    loss_sum, _ = self.model(
-                        batch.source_ids, batch.source_lengths, batch.target_ids, batch.target_lengths
-                    )
+                    loss_sum, _ = self.model(*batch.tensors())
                 acc.backward(loss_sum * scale)
             total += loss_sum.detach()
             my_targets += batch.num_target_tokens

@@ -42,15 +42,12 @@ def _batch(model: AdaptedModel, targets=TARGETS):
     data = tokenize_examples(
         model, [Example(s, t) for s, t in zip(SOURCES, targets, strict=True)], prompt_length=PROMPT
     )
-    return data, collate(data, range(len(data)), model.tokenizer.pad_token_id)
+    return data, collate(data, range(len(data)), model.tokenizer.pad_token_id, model.is_encoder_decoder)
 
 
 def _train_logits(module, batch):
     with torch.no_grad():
-        loss, logits = module(
-            batch.source_ids, batch.source_lengths, batch.target_ids, batch.target_lengths, return_logits=True
-        )
-    return loss, logits
+        return module(*batch.tensors(), return_logits=True)
 
 
 def test_training_logits_equal_serving_logits(served):
@@ -58,11 +55,11 @@ def test_training_logits_equal_serving_logits(served):
     data, batch = _batch(model)
     loss, logits = _train_logits(module, batch)
     if model.is_encoder_decoder:
-        decoder_ids = model.base.model.prepare_decoder_input_ids_from_labels(labels=batch.target_ids)
+        decoder_ids = model.base.model.prepare_decoder_input_ids_from_labels(labels=batch.labels)
         serving = model.logits(data.sources, [1] * len(data), decoder_input_ids=decoder_ids)  # (B, Tt, V)
         assert (logits - serving).abs().max().item() <= 1e-5
         reference = torch.nn.functional.cross_entropy(
-            serving.flatten(0, 1), batch.target_ids.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            serving.flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
         )
         assert abs(loss.item() - reference.item()) <= 1e-3 * reference.item()
         return
@@ -95,12 +92,10 @@ def test_teacher_forcing_the_served_greedy_output_reproduces_it(served):
         SOURCES, [1] * len(SOURCES), GenerationParams(max_new_tokens=6, min_new_tokens=6)
     )
     eos = model.tokenizer.eos_token_id
-    targets = [model.tokenizer.decode(o.token_ids) for o in outputs]
-    data, batch = _batch(model, [t or "x" for t in targets])
-    ids = [o.token_ids + [eos] for o in outputs]
-    assert all(len(t) == 7 for t in ids)
-    batch.target_ids = torch.tensor(ids)  # the exact generated ids (decode/encode may not round-trip)
-    batch.target_lengths = torch.full((len(ids),), 7)
+    data, _ = _batch(model)
+    data.targets = [o.token_ids + [eos] for o in outputs]  # the exact ids (decode/encode may not round-trip)
+    assert all(len(t) == 7 for t in data.targets)
+    batch = collate(data, range(len(data)), model.tokenizer.pad_token_id, model.is_encoder_decoder)
     _, logits = _train_logits(module, batch)
     for b, generated in enumerate(outputs):
         if model.is_encoder_decoder:
