@@ -15,7 +15,6 @@ import random
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -46,9 +45,6 @@ def _train(args: argparse.Namespace, accelerator, method: str, steps: int, pairs
         device=accelerator.device,
         dtype=torch.bfloat16 if bf16_base else torch.float32,
     )
-    # Real-shape random T5s have a 32k vocabulary but a byte tokenizer: their outputs cannot be decoded.
-    tokenizer: Any = base.tokenizer
-    decodable = base.model.get_output_embeddings().weight.shape[0] <= len(tokenizer)
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(
             model=base.name,
@@ -61,7 +57,7 @@ def _train(args: argparse.Namespace, accelerator, method: str, steps: int, pairs
             log_every=1,
             progress=False,
             device=args.device,
-            eval_every=steps if decodable and dev else 0,
+            eval_every=steps if dev else 0,
             eval_samples=args.eval_samples,
             eval_batch_size=args.eval_batch_size,
             max_new_tokens=args.max_new_tokens,
