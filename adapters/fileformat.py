@@ -95,12 +95,23 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _read_header(data: bytes, origin: str) -> dict:
-    """Parse the safetensors header ourselves, to say precisely what is wrong with a bad file."""
-    if data[:1] == b"\x80" or data[:2] == b"PK":
-        raise NotSafetensorsError(
-            f"{origin} is a pickle or a torch.save zip, not safetensors: inputtune never unpickles files; "
-            "convert the weights with safetensors.torch.save_file on a trusted machine"
-        )
+    """Parse the safetensors header ourselves, to say precisely what is wrong with a bad file.
+
+    The pickle/zip diagnosis is made only once parsing failed: a valid file starts with its
+    header length, whose first byte can be 0x80 (or spell 'PK') like a pickle's would.
+    """
+    try:
+        return _parse_header(data, origin)
+    except NotSafetensorsError:
+        if data[:1] == b"\x80" or data[:2] == b"PK":
+            raise NotSafetensorsError(
+                f"{origin} is a pickle or a torch.save zip, not safetensors: inputtune never unpickles "
+                "files; convert the weights with safetensors.torch.save_file on a trusted machine"
+            ) from None
+        raise
+
+
+def _parse_header(data: bytes, origin: str) -> dict:
     if len(data) < 8:
         raise NotSafetensorsError(f"{origin} is {len(data)} bytes long, too short for a safetensors file")
     (header_len,) = struct.unpack("<Q", data[:8])

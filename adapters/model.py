@@ -144,16 +144,35 @@ class AdaptedModel:
             encoded = self.base.model.get_encoder()(
                 inputs_embeds=embeds, attention_mask=mask, return_dict=True
             )
-        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
-        for b, p in enumerate(row_params):
-            groups[p.group_key()].append(b)
+        groups = self._decode_groups(token_rows, slot_ids, row_params)
         results: list[GenerationOutput | None] = [None] * n
-        for rows in groups.values():
+        for rows in groups:
             for b, out in zip(
                 rows, self._decode(rows, embeds, mask, encoded, row_params, token_rows), strict=True
             ):
                 results[b] = out
         return results  # type: ignore[return-value]
+
+    def _decode_groups(self, token_rows, slot_ids, row_params) -> list[list[int]]:
+        """Rows that can share one decoder ``generate`` call.
+
+        A call runs until its largest ``max_new_tokens``; on a base with absolute positions a long
+        row would then run past them although its own limit fits, so such rows decode in a call
+        of their own length limit.
+        """
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for b, p in enumerate(row_params):
+            groups[p.group_key()].append(b)
+        limit = self.base.max_positions
+        if limit is None:
+            return list(groups.values())
+        split: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for key, rows in groups.items():
+            longest = max(row_params[b].max_new_tokens for b in rows)
+            for b in rows:
+                need = len(token_rows[b]) + self.bank.host_prompt_lengths[slot_ids[b]] + longest
+                split[key if need <= limit else (*key, row_params[b].max_new_tokens)].append(b)
+        return list(split.values())
 
     def _check_lengths(self, token_rows, slot_ids, row_params) -> None:
         limit = self.base.max_positions

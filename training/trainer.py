@@ -46,6 +46,7 @@ from adapters import (
     BaseModel,
     GenerationParams,
     init_adapter,
+    save_adapter,
 )
 from adapters.module import InputAdapter
 from training.batching import BatchStream, collate, tokenize_examples
@@ -54,7 +55,7 @@ from training.config import TrainConfig
 from training.data import EvalItem, Example
 from training.evaluate import evaluate
 from training.forward import TrainModule
-from training.output import adapter_weights, save_adapter_checked, save_fine_tuned
+from training.output import adapter_weights, save_fine_tuned
 
 log = logging.getLogger(__name__)
 
@@ -478,7 +479,7 @@ class Trainer:
         """Write ``state`` (the trainable's CPU state dict) where --out says, with the training facts."""
         meta = self.metadata(stop_reason, test_scores)
         if self.adapter is not None:
-            save_adapter_checked(adapter_weights(self.adapter.config, state, meta), Path(self.config.out))
+            save_adapter(adapter_weights(self.adapter.config, state, meta), Path(self.config.out))
         else:
             save_fine_tuned(self.base, state, meta, Path(self.config.out))
 

@@ -194,3 +194,22 @@ def test_symlinked_adapter_files_load(tmp_path):
     (tmp_path / "served" / "linked.safetensors").symlink_to(elsewhere)
     loaded = load_adapter(adapter_path(tmp_path / "served", "linked"))
     assert torch.equal(loaded.prompt, sample().prompt)
+
+
+@pytest.mark.parametrize("header_len, first_bytes", [(0x380, b"\x80"), (0x4B50, b"PK")])
+def test_valid_files_whose_header_length_looks_like_a_pickle_load(tmp_path, header_len, first_bytes):
+    """A header length of 0x..80 (or 0x4B50) makes a valid file start like a pickle (or a zip)."""
+    weights = sample()
+
+    def build(pad: int) -> bytes:
+        meta = {**good_metadata(weights.config), "pad": " " * pad}
+        return st_save(dict(weights.tensors), metadata=meta)
+
+    natural = struct.unpack("<Q", build(0)[:8])[0]
+    for pad in range(header_len - natural - 16, header_len - natural + 16):
+        data = build(pad)
+        if struct.unpack("<Q", data[:8])[0] == header_len:
+            break
+    assert data.startswith(first_bytes)
+    (tmp_path / "odd.safetensors").write_bytes(data)
+    assert torch.equal(load_adapter(tmp_path / "odd.safetensors").prompt, weights.prompt)

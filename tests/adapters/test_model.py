@@ -155,3 +155,11 @@ def test_ids_past_the_tokenizer_are_left_out_of_the_text(t5_model):
     tok = t5_model.tokenizer
     hello = tok("hi", add_special_tokens=False)["input_ids"]
     assert decode_text(tok, [*hello, len(tok) + 5, 32127]) == "hi"
+
+
+def test_long_gpt2_row_beside_a_longer_generation_stays_inside_its_positions(gpt2_model):
+    rows = ["y" * 490, "short"]  # 491 tokens + 6 new fits 512; the neighbour's 20 new would not
+    params = [GenerationParams(max_new_tokens=6), GenerationParams(max_new_tokens=20)]
+    batch = gpt2_model.generate(rows, [1, 1], params)
+    alone = [gpt2_model.generate([r], [1], p)[0] for r, p in zip(rows, params, strict=True)]
+    assert [o.token_ids for o in batch] == [o.token_ids for o in alone]

@@ -9,18 +9,12 @@ import torch
 
 from adapters import (
     AdaptedModel,
-    AdapterConfig,
-    AdapterWeights,
     GenerationParams,
-    NotSafetensorsError,
-    from_bytes,
-    to_bytes,
 )
 from adapters.randombase import build_random_base, save_base
 from tests.training.test_train_smoke import reverse_task, write_jsonl
 from training.data import load_user_files
 from training.evaluate import evaluate
-from training.output import save_adapter_checked
 from training.train_cli import main
 
 
@@ -227,25 +221,6 @@ def test_eval_of_a_missing_file_is_exit_code_2(files, tmp_path, capsys):
     )
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
-
-
-def test_adapter_files_whose_header_looks_like_a_pickle_are_still_written_loadable(tmp_path):
-    """A safetensors header of 0x..80 bytes makes the file start with 0x80, which the loader takes for a
-    pickle; save_adapter_checked pads the metadata until the file loads."""
-    config = AdapterConfig("prompt-tuning", 8, 2)
-    weights = AdapterWeights(config, {"prompt": torch.zeros(2, 8)}, {})
-    for n in range(0, 400, 8):
-        weights.metadata = {"note": "x" * n}
-        if to_bytes(weights)[:1] == b"\x80":
-            break
-    else:
-        pytest.fail("no metadata length gives a 0x80 first byte")
-    with pytest.raises(NotSafetensorsError, match="pickle"):
-        from_bytes(to_bytes(weights))  # what adapters.save_adapter alone would leave behind
-    path = tmp_path / "a.safetensors"
-    save_adapter_checked(weights, path)
-    loaded = from_bytes(path.read_bytes())
-    assert loaded.metadata["note"] == weights.metadata["note"] and torch.equal(loaded.prompt, weights.prompt)
 
 
 def test_training_imports_without_server_web_stack_or_rouge():
