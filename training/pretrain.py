@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -208,7 +208,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     stream = MixtureStream(corpus, preset.data, preset.mixture, preset.train.seed)
 
     train = preset.train
-    model = build_model(preset.model, tokenizer, train.seed).to(device)
+    model = build_model(preset.model, tokenizer, train.seed, device)
     optimizer = make_optimizer(model, train.lr, train.weight_decay, train.betas, device)
     budget_s = None if train.time_budget_min is None else train.time_budget_min * 60
     planner = BudgetPlanner(
@@ -241,7 +241,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     else:
         planner.start(start_time=started)
     if train.compile and device.type == "cuda":
-        loop.forward = torch.compile(model)
+        loop.forward = cast(torch.nn.Module, torch.compile(model))
     n_params = count_parameters(model)
     runlog(
         "model",
@@ -269,7 +269,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     del model, optimizer, loop
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    recipe = {
+    recipe: dict[str, Any] = {
         "preset": preset.to_dict(),
         "argv": sys.argv,
         "tokenizer": tokenizer_facts,

@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> None:
         "--steps", type=int, default=8, help="timed steps per variant (after 2 warm-up steps)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    parser.add_argument("--prep-only", action="store_true", help="time the tokenizer and data preparation only")
+    parser.add_argument(
+        "--prep-only", action="store_true", help="time the tokenizer and data preparation only"
+    )
     args = parser.parse_args(argv)
     from transformers import AutoTokenizer
 
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         batches = [stream.step_batches(step) for step in range(args.steps + 2)]
         build_ms = (time.perf_counter() - started) / len(batches) * 1000
-        model = build_model(preset.model, tokenizer, seed=0).to(device)
+        model = build_model(preset.model, tokenizer, seed=0, device=device)
         optimizer = make_optimizer(
             model, preset.train.lr, preset.train.weight_decay, preset.train.betas, device
         )

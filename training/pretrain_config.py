@@ -196,10 +196,11 @@ def _build(cls: type, data: Any, where: str) -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         raise PresetError(f"{where} has unknown keys {unknown}; known: {sorted(names)}")
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for key, value in data.items():
         hint = hints[key]
-        kwargs[key] = _build(hint, value, f"{where}.{key}") if dataclasses.is_dataclass(hint) else value
+        is_section = isinstance(hint, type) and dataclasses.is_dataclass(hint)
+        kwargs[key] = _build(hint, value, f"{where}.{key}") if is_section else value
     try:
         return cls(**kwargs)
     except TypeError as e:

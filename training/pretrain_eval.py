@@ -87,7 +87,7 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) 
 
     width = max(len(refs) for refs in references)
     streams = [[refs[k] if k < len(refs) else None for refs in references] for k in range(width)]
-    return float(sacrebleu.corpus_bleu(list(hypotheses), streams).score)
+    return float(sacrebleu.corpus_bleu(list(hypotheses), streams).score)  # type: ignore[arg-type]
 
 
 def evaluate_base(

@@ -27,10 +27,13 @@ CHECKPOINT_FILE = "state.pt"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
-def build_model(config: ModelConfig, tokenizer: Any, seed: int) -> T5ForConditionalGeneration:
-    """A randomly initialised T5 for `tokenizer` (T5 conventions: pad 0 starts the decoder, </s> ends)."""
+def build_model(
+    config: ModelConfig, tokenizer: Any, seed: int, device: torch.device | str = "cpu"
+) -> T5ForConditionalGeneration:
+    """A randomly initialised T5 for `tokenizer` on `device` (T5 conventions: pad 0 starts the
+    decoder, </s> ends)."""
     vocab = -(-len(tokenizer) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-    t5_config = T5Config(
+    fields: dict[str, Any] = dict(
         vocab_size=vocab,
         d_model=config.d_model,
         d_ff=config.d_ff,
@@ -49,6 +52,7 @@ def build_model(config: ModelConfig, tokenizer: Any, seed: int) -> T5ForConditio
         is_encoder_decoder=True,
         attn_implementation=config.attn_implementation,
     )
+    t5_config = T5Config(**fields)
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(t5_config)
     model.generation_config = GenerationConfig(
@@ -57,6 +61,7 @@ def build_model(config: ModelConfig, tokenizer: Any, seed: int) -> T5ForConditio
         pad_token_id=tokenizer.pad_token_id,
         max_new_tokens=64,
     )
+    torch.nn.Module.to(model, torch.device(device))  # in place; PreTrainedModel.to's decorator defeats mypy
     return model
 
 
@@ -71,7 +76,8 @@ def make_optimizer(
     """AdamW (fused on a GPU). Weight decay on the matrices only: embeddings (rows of tokens the
     mixture never shows must keep their distinct random values for the adapters to tell apart),
     norms and relative-position biases get none."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -202,11 +208,14 @@ def save_base_folder(
     for old in out.glob("model*.safetensors*"):
         old.unlink()
     # A bf16 copy on the CPU (deepcopy keeps the tied embedding tied, so it is stored once).
-    shipped = copy.deepcopy(model).to("cpu", torch.bfloat16)
+    shipped: Any = copy.deepcopy(model)
+    shipped.to("cpu", torch.bfloat16)
     shipped.save_pretrained(out, max_shard_size=MAX_SHARD)
     for name in TOKENIZER_FILES:
         shutil.copyfile(tokenizer_dir / name, out / name)
-    files = [{"file": p.name, "bytes": p.stat().st_size} for p in sorted(out.iterdir()) if p.is_file()]
+    files: list[dict[str, Any]] = [
+        {"file": p.name, "bytes": p.stat().st_size} for p in sorted(out.iterdir()) if p.is_file()
+    ]
     too_big = [f for f in files if f["bytes"] > 15_000_000]
     assert not too_big, f"files over 15 MB in the saved folder: {too_big}"
     return files
