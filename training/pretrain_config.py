@@ -151,6 +151,7 @@ class GateConfig:
     min_input_gain: float = 0.3  # nats/token: reference loss with a wrong source minus with the right one
     min_fr_en_bleu: float = 0.0
     min_webnlg_bleu: float = 0.0
+    max_encoder_cosine: float = 0.9  # mean cosine between encoder outputs at two positions; 1 disables
 
 
 @dataclass

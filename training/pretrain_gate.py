@@ -50,7 +50,11 @@ def run_gate(
         runlog("gate", passed=True)
         return True
     banner = "GATE FAILED: " + "; ".join(reasons)
-    if scores["distinct_outputs"] < gate.min_distinct or scores["input_gain_nats"] < gate.min_input_gain:
+    if (
+        scores["distinct_outputs"] < gate.min_distinct
+        or scores["input_gain_nats"] < gate.min_input_gain
+        or scores["encoder_position_cosine"] > gate.max_encoder_cosine
+    ):
         banner += " -- THE BASE IGNORES ITS INPUT: do not ship it"
         record["gate"]["ignores_input"] = True
     runlog("gate_failed", passed=False, reasons=reasons, message=banner)

@@ -243,6 +243,29 @@ def test_gate_verdict() -> None:
     assert gate_verdict(good, gate) == (True, [])
     passed, reasons = gate_verdict(good | {"distinct_outputs": 0.01, "input_gain_nats": 0.0}, gate)
     assert not passed and len(reasons) == 2 and "distinct outputs" in reasons[0]
+    assert gate_verdict(good | {"encoder_position_cosine": 0.3}, gate) == (True, [])
+    passed, reasons = gate_verdict(good | {"encoder_position_cosine": 0.99}, gate)
+    assert not passed and reasons == [
+        "the encoder has collapsed: its outputs at different positions have mean cosine 0.99 > 0.9"
+    ]
+
+
+def test_encoder_position_cosine_sees_a_collapsed_encoder() -> None:
+    from training.pretrain_eval import encoder_position_cosine
+    from tests.conftest import make_model
+
+    model = make_model("t5")
+    hf, tok = model.base.model, model.tokenizer
+    texts = ["a short one", "a much longer input with several different words in it"]
+    healthy = encoder_position_cosine(hf, tok, texts, batch_size=1)
+    assert healthy == pytest.approx(encoder_position_cosine(hf, tok, texts, batch_size=2), abs=1e-5)
+    assert healthy < 0.8
+    # Every position the same vector (a constant added after the final norm swamps the rest): cosine 1.
+    hook = hf.get_encoder().final_layer_norm.register_forward_hook(lambda m, i, o: o * 1e-4 + 1.0)
+    try:
+        assert encoder_position_cosine(hf, tok, texts, batch_size=2) == pytest.approx(1.0, abs=1e-4)
+    finally:
+        hook.remove()
 
 
 # --- the stream and the presets ------------------------------------------------------------------------
