@@ -251,8 +251,8 @@ def test_gate_verdict() -> None:
 
 
 def test_encoder_position_cosine_sees_a_collapsed_encoder() -> None:
-    from training.pretrain_eval import encoder_position_cosine
     from tests.conftest import make_model
+    from training.pretrain_eval import encoder_position_cosine
 
     model = make_model("t5")
     hf, tok = model.base.model, model.tokenizer
