@@ -1,8 +1,9 @@
 """The embedded default: what `inputtune serve` / `generate` use when no model is named.
 
-Until the pretrained demo base ships in ``demo/``, the default is a deterministic tiny
-random T5 with three random adapters, built on first use in a cache folder. Its outputs
-are random bytes: it shows the plumbing, not quality.
+The shipped demo in ``demo/`` (a small pretrained T5 and its adapters, see demo/README.md).
+Where a copy of the package lacks that folder (an install without the repository), the default
+is a deterministic tiny random T5 with three random adapters, built on first use in a cache
+folder and logged as such; its outputs are random bytes: it shows the plumbing, not quality.
 """
 
 from __future__ import annotations
