@@ -12,9 +12,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-TASKS = {  # shipped name -> (run name or sweep prefix, task, description)
-    "e2e": ("e2e-it-", "e2e", "restaurant meaning representation -> description (E2E)"),
-    "e2e-prompt": ("e2e-pt-", "e2e", "the same with prompt-tuning, for comparison"),
+TASKS = {  # shipped name -> (run name, or a sweep's method for its best run; task, description)
+    "e2e": ("e2e-long", "e2e", "restaurant meaning representation -> description (E2E)"),
+    "e2e-prompt": ("prompt-tuning", "e2e", "the same with prompt-tuning, for comparison"),
     "dart": ("dart", "dart", "RDF triples -> sentence (DART)"),
     "overnight": ("overnight", "overnight", "logical form -> question (OVERNIGHT, 8 domains)"),
     "fr-en": ("fr-en", "fr-en", "French -> English (Multi30k)"),
@@ -24,8 +24,10 @@ METRICS = ("bleu", "chrf", "ter", "rougeL")
 
 
 def evaluate(model: Path, adapter: Path | None, task: str, split: str, out: Path) -> dict:
-    """`inputtune eval` once (cached in ``out``), returning its report."""
-    if not out.is_file():
+    """`inputtune eval` once (cached in ``out`` while it scores the same adapter), returning its report."""
+    if not out.is_file() or (
+        adapter is not None and json.loads(out.read_text())["adapter"]["metadata"] != run_meta(adapter)
+    ):
         cmd = ["inputtune", "eval", "--model", str(model), "--task", task, "--split", split, "--out", str(out),
                "--device", "cpu", "--examples", "3"]
         if adapter is not None:
@@ -67,24 +69,20 @@ def main() -> int:
             continue
         meta = run_meta(run)
         is_folder = run.is_dir()
-        report = evaluate(run if is_folder else base, None if is_folder else run, "e2e", "dev",
-                          reports / f"{run.name}.dev.json")
         name = run.name if is_folder else run.stem  # the run's name, as in make_demo.sh
+        report = evaluate(run if is_folder else base, None if is_folder else run, "e2e", "dev",
+                          reports / f"{name}.dev.json")
         compare[meta["method"]].append((name, json.loads(meta["training_args"]), report["scores"]))
     best = {m: max(rows, key=lambda r: (r[2]["bleu"], r[2]["chrf"])) for m, rows in compare.items() if rows}
 
     # 2. The shipped adapters, each scored on its test split.
     shipped = []
     for name, (source, task, what) in TASKS.items():
-        if name == "e2e" and (runs / "e2e-long.safetensors").is_file():
-            run = runs / "e2e-long.safetensors"  # the best sweep settings, trained longer
-        elif source.endswith("-"):
-            method = "input-tuning" if name == "e2e" else "prompt-tuning"
-            if method not in best:
+        if source in compare:  # a method: its best sweep run
+            if source not in best:
                 continue
-            run = runs / f"{best[method][0]}.safetensors"
-        else:
-            run = runs / f"{source}.safetensors"
+            source = best[source][0]
+        run = runs / f"{source}.safetensors"
         if not run.is_file():
             continue
         target = demo / "adapters" / f"{name}.safetensors"
@@ -181,7 +179,7 @@ def render(shipped, compare, best, recipe) -> str:
                      f"{fmt(s, 'bleu')} | {fmt(s, 'chrf')} | {fmt(s, 'ter')} | {fmt(s, 'rougeL')} | "
                      f"{test['num_items']} |")
     e2e = next((meta for name, _t, _w, meta, _s in shipped if name == "e2e"), None)
-    if e2e is not None and e2e.get("training_args") and "e2e-long" in json.loads(e2e["training_args"]).get("out", ""):
+    if e2e is not None:
         lines += ["", "`e2e` is the best input-tuning settings of the sweep below, trained for "
                   f"{e2e.get('steps')} steps instead of the sweep's budget."]
     lines += ["", "## E2E: input-tuning vs prompt-tuning vs fine-tuning (dev set, full)", "",
