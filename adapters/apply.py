@@ -5,7 +5,8 @@ S bank slots, P prompt tokens, Pc prompt capacity, D width, H inner size.
 
 Two implementations of each step: a fast one (a fixed number of tensor operations,
 whatever the number of distinct adapters) and a plain reference (a loop over adapters
-or rows). Tests hold them equal; the reference is what the math means.
+or rows). Tests hold them equal; the reference is what the math means. The prompt
+placement itself lives in ``ops.py`` (training's single-adapter module uses it too).
 """
 
 from __future__ import annotations
@@ -18,17 +19,18 @@ import torch.nn.functional as F
 
 from .bank import AdapterBank
 from .config import ACTIVATIONS
-from .module import ACTIVATION_FNS, mlp_delta
+from .ops import (
+    ACTIVATION_FNS,
+    PaddingSide,
+    mlp_delta,
+    place_prompts,
+    place_prompts_reference,
+    valid_token_mask,
+)
 
-PaddingSide = Literal["right", "left"]
-Path = Literal["fast", "reference"]
+ApplyPath = Literal["fast", "reference"]
 
 _grouped_mm = getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None)
-
-
-def valid_token_mask(input_lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B,) lengths -> (B, T) bool, True on the first length[b] positions."""
-    return torch.arange(max_len, device=input_lengths.device)[None, :] < input_lengths[:, None]
 
 
 # ---------------------------------------------------------------------------- input MLP
@@ -120,62 +122,6 @@ def adapt_inputs_fast(
     return out.view(batch, tokens, width)
 
 
-# ---------------------------------------------------------------------------- prompts
-
-
-def place_prompts(
-    inputs: torch.Tensor,
-    input_lengths: torch.Tensor,
-    prompts: torch.Tensor,
-    prompt_lengths: torch.Tensor,
-    padding_side: PaddingSide = "right",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Build each row as [its prompt ; its input], padded to the longest row.
-
-    inputs (B, T, D) right-padded with lengths (B,); prompts (B, Pc, D) with lengths (B,).
-    Returns embeddings (B, T', D) with zeros on padding, and the attention mask (B, T').
-    Differentiable in inputs and prompts (training uses it too).
-    """
-    batch, tokens, width = inputs.shape
-    totals = prompt_lengths + input_lengths  # (B,)
-    out_len = int(totals.max()) if batch else 0
-    pos = torch.arange(out_len, device=inputs.device)[None, :]  # (1, T')
-    start = (out_len - totals)[:, None] if padding_side == "left" else torch.zeros_like(totals)[:, None]
-    k = pos - start  # position within the row's own sequence, (B, T')
-    plen = prompt_lengths[:, None]
-    is_prompt = (k >= 0) & (k < plen)
-    is_input = (k >= plen) & (k < totals[:, None])
-    input_idx = (k - plen).clamp(0, max(tokens - 1, 0))
-    out = torch.where(
-        is_input[..., None], inputs.gather(1, input_idx[..., None].expand(batch, out_len, width)), 0.0
-    )
-    if prompts.shape[1] > 0:
-        prompt_idx = k.clamp(0, prompts.shape[1] - 1)
-        from_prompt = prompts.gather(1, prompt_idx[..., None].expand(batch, out_len, width))
-        out = torch.where(is_prompt[..., None], from_prompt.to(out.dtype), out)
-    return out.to(inputs.dtype), (is_prompt | is_input).long()
-
-
-def place_prompts_reference(
-    inputs: torch.Tensor,
-    input_lengths: torch.Tensor,
-    prompts: list[torch.Tensor],
-    padding_side: PaddingSide = "right",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One row at a time: cat(prompt, input) then pad; prompts is a list of (P_b, D)."""
-    rows = [
-        torch.cat([p.to(inputs.dtype), inputs[b, : int(input_lengths[b])]]) for b, p in enumerate(prompts)
-    ]
-    out_len = max(r.shape[0] for r in rows)
-    out = inputs.new_zeros(len(rows), out_len, inputs.shape[2])
-    mask = torch.zeros(len(rows), out_len, dtype=torch.long, device=inputs.device)
-    for b, row in enumerate(rows):
-        sl = slice(out_len - row.shape[0], out_len) if padding_side == "left" else slice(0, row.shape[0])
-        out[b, sl] = row
-        mask[b, sl] = 1
-    return out, mask
-
-
 # ---------------------------------------------------------------------------- both
 
 
@@ -185,7 +131,7 @@ def apply_adapters(
     slot_ids: torch.Tensor,
     bank: AdapterBank,
     padding_side: PaddingSide = "right",
-    path: Path = "fast",
+    path: ApplyPath = "fast",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply each row's adapter (MLP on its input tokens, then its prompt in front).
 

@@ -21,6 +21,8 @@ from transformers import (
     PreTrainedModel,
 )
 
+from .errors import BaseModelError
+
 log = logging.getLogger(__name__)
 
 Family = Literal["encoder-decoder", "decoder-only"]
@@ -36,10 +38,6 @@ DTYPES = {
     "fp16": torch.float16,
 }
 FINGERPRINT_ROWS = 256
-
-
-class BaseModelError(RuntimeError):
-    """The base model could not be loaded or is not supported."""
 
 
 def resolve_device(device: str) -> torch.device:

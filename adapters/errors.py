@@ -1,13 +1,23 @@
-"""Typed errors of the adapter layer.
+"""Typed errors of the adapter layer: one class per meaning.
 
-The server maps each class to one HTTP status in one place (``server/api/errors.py``);
-messages are written for the person who has to fix the problem.
+``InputtuneError`` is the root of every error a user can cause (a bad file, a bad option, a bad
+input); the other layers (``server/errors.py``, ``training/errors.py``) subclass it. The server maps
+each class to one HTTP status in one place (``server/api/errors.py``), the CLI to one exit code
+(``server/cli/errors.py``); anything else is a bug. Messages are written for the person who has to
+fix the problem.
 """
 
 from __future__ import annotations
 
 
-class AdapterError(Exception):
+class InputtuneError(Exception):
+    """Base class of every error a user (a request, a file, an option) can cause."""
+
+
+# ---------------------------------------------------------------------------- adapters
+
+
+class AdapterError(InputtuneError):
     """Base class of every error about an adapter."""
 
 
@@ -53,3 +63,22 @@ class IncompatibleAdapterError(AdapterError):
 
 class AdapterCapacityError(AdapterError):
     """The adapter does not fit the bank it should be loaded into."""
+
+
+# ---------------------------------------------------------------------------- base model and inputs
+
+
+class BaseModelError(InputtuneError):
+    """The base model could not be loaded or is not supported."""
+
+
+class InvalidParametersError(InputtuneError, ValueError):
+    """Decoding parameters that cannot be honoured (out of range, or contradicting each other)."""
+
+
+class InvalidInputError(InputtuneError, ValueError):
+    """An input the model cannot take."""
+
+
+class InputTooLongError(InvalidInputError):
+    """Prompt + input (+ output for decoder-only bases) exceed what the model or the caller allows."""

@@ -1,18 +1,16 @@
-"""The adapter file: one ``<name>.safetensors`` holding the tensors and the config.
+"""The adapter file format: bytes <-> ``AdapterWeights``, validated.
 
-The config is JSON in the safetensors metadata under ``inputtune.config``; free-form
-training facts go under ``inputtune.metadata``. Nothing here ever unpickles anything:
-a file is parsed as safetensors or rejected.
+One ``<name>.safetensors`` holds the tensors and the config. The config is JSON in the
+safetensors metadata under ``inputtune.config``; free-form training facts go under
+``inputtune.metadata``. Nothing here ever unpickles anything: bytes are parsed as safetensors
+or rejected, each problem with its own error. Files on disk (names, paths, atomic writes) are
+``io.py``'s.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import struct
-import tempfile
-from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
@@ -22,9 +20,7 @@ from safetensors.torch import save as st_save
 from .config import FORMAT_VERSION, AdapterConfig
 from .errors import (
     AdapterConfigError,
-    AdapterNotFoundError,
     IncompatibleAdapterError,
-    InvalidAdapterNameError,
     MissingMetadataError,
     NonFiniteWeightsError,
     NotSafetensorsError,
@@ -33,30 +29,11 @@ from .errors import (
 )
 from .module import AdapterWeights, expected_shapes
 
-SUFFIX = ".safetensors"
 META_FORMAT = "inputtune.format_version"
 META_CONFIG = "inputtune.config"
 META_EXTRA = "inputtune.metadata"
 ALLOWED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
-def validate_name(name: str) -> str:
-    """Adapter names are ``^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$``: they cannot leave the adapter folder."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name.endswith(SUFFIX):
-        raise InvalidAdapterNameError(
-            f"invalid adapter name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit, without the .safetensors suffix"
-        )
-    return name
-
-
-def adapter_path(adapter_dir: str | Path, name: str) -> Path:
-    """The file of adapter ``name`` inside ``adapter_dir``. A valid name has no separator and no
-    leading dot, so the path cannot leave the folder; the file itself may be a symlink (as
-    mounted config maps and secrets are)."""
-    return Path(adapter_dir).absolute() / (validate_name(name) + SUFFIX)
 
 
 def to_bytes(weights: AdapterWeights, dtype: torch.dtype | None = None) -> bytes:
@@ -73,29 +50,9 @@ def to_bytes(weights: AdapterWeights, dtype: torch.dtype | None = None) -> bytes
     return st_save(tensors, metadata=metadata)
 
 
-def save_adapter(weights: AdapterWeights, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-    """Write atomically: a temporary file in the same folder, fsync, then rename over the target."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, to_bytes(weights, dtype))
-    return path
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _read_header(data: bytes, origin: str) -> dict:
-    """Parse the safetensors header ourselves, to say precisely what is wrong with a bad file.
+def read_header(data: bytes, origin: str) -> dict:
+    """The header of a safetensors file's bytes (a JSON object), parsed by us so as to say precisely
+    what is wrong with a bad file.
 
     The pickle/zip diagnosis is made only once parsing failed: a valid file starts with its
     header length, whose first byte can be 0x80 (or spell 'PK') like a pickle's would.
@@ -129,23 +86,7 @@ def _parse_header(data: bytes, origin: str) -> dict:
     return header
 
 
-def read_config(path: str | Path) -> tuple[AdapterConfig, dict[str, str]]:
-    """Config and metadata from a file's header alone, without reading its tensors (for listings)."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            head = f.read(8)
-            if len(head) == 8:
-                (size,) = struct.unpack("<Q", head)
-                head += f.read(min(size, MAX_HEADER_BYTES))
-    except FileNotFoundError as e:
-        raise AdapterNotFoundError(f"no adapter file at {path}") from e
-    header = _read_header(head, f"adapter file {path.name}")
-    config, extra = _parse_metadata(header.get("__metadata__") or {}, f"adapter file {path.name}")
-    return config, extra
-
-
-def _parse_metadata(metadata: dict, origin: str) -> tuple[AdapterConfig, dict[str, str]]:
+def parse_metadata(metadata: dict, origin: str) -> tuple[AdapterConfig, dict[str, str]]:
     if META_CONFIG not in metadata or META_FORMAT not in metadata:
         raise MissingMetadataError(
             f"{origin} is a safetensors file without inputtune metadata ({META_FORMAT}, {META_CONFIG}): "
@@ -177,8 +118,8 @@ def _parse_metadata(metadata: dict, origin: str) -> tuple[AdapterConfig, dict[st
 
 def from_bytes(data: bytes, origin: str = "adapter file") -> AdapterWeights:
     """Parse and validate an adapter file's bytes: format, config, tensor names/shapes/dtypes, finiteness."""
-    header = _read_header(data, origin)
-    config, extra = _parse_metadata(header.get("__metadata__") or {}, origin)
+    header = read_header(data, origin)
+    config, extra = parse_metadata(header.get("__metadata__") or {}, origin)
     try:
         tensors = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
@@ -230,19 +171,3 @@ def check_compatible(config: AdapterConfig, fingerprint: str, d_model: int, orig
             f"this base is {fingerprint}): retrain it on this base or serve the base it was made for"
         )
 
-
-def load_adapter(
-    path: str | Path, fingerprint: str | None = None, d_model: int | None = None
-) -> AdapterWeights:
-    """Read and validate an adapter file; with a fingerprint and d_model also check it fits that base."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as e:
-        raise AdapterNotFoundError(f"no adapter file at {path}") from e
-    except IsADirectoryError as e:
-        raise AdapterNotFoundError(f"{path} is a folder, not an adapter file") from e
-    weights = from_bytes(data, origin=f"adapter file {path.name}")
-    if fingerprint is not None and d_model is not None:
-        check_compatible(weights.config, fingerprint, d_model, origin=f"adapter {path.stem!r}")
-    return weights

@@ -3,8 +3,8 @@
 Shapes: B batch rows, T input tokens, T' tokens after prompts, D width, V vocabulary.
 
 Flow of ``generate``: tokenize -> embed -> per-row adapter MLP -> per-row prompt ->
-ONE encoder pass for the whole batch -> decoder generation (grouped only where beam
-settings differ) -> detokenize. Training's evaluation and the server both call this.
+ONE encoder pass for the whole batch -> decoder generation (``decoding/static.py``, grouped only
+where beam settings differ) -> detokenize. Training's evaluation and the server both call this.
 """
 
 from __future__ import annotations
@@ -12,41 +12,22 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
-from transformers import GenerationConfig, LogitsProcessorList
-from transformers.modeling_outputs import BaseModelOutput
 
-from .apply import PaddingSide, apply_adapters
-from .apply import Path as ApplyPath
+from .apply import ApplyPath, apply_adapters
 from .bank import NO_ADAPTER, AdapterBank
 from .base import BaseModel, load_base
-from .fileformat import check_compatible, load_adapter
-from .generation import GenerationOutput, GenerationParams, RowControl
+from .decoding.params import GenerationOutput, GenerationParams
+from .decoding.static import generate_rows
+from .errors import InputTooLongError, InvalidInputError
+from .fileformat import check_compatible
+from .io import load_adapter
 from .module import AdapterWeights
+from .ops import PaddingSide
+from .text import encode_sources
 
 DEFAULT_PARAMS = GenerationParams()
-
-
-def encode_sources(tokenizer, texts: Sequence[str], encoder_decoder: bool) -> list[list[int]]:
-    """Token ids of each source text. T5 tokenizers end with EOS; decoder-only bases get an EOS
-    appended as the separator between source and output (training uses the same layout)."""
-    ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
-    if not encoder_decoder:
-        return [list(row) + [tokenizer.eos_token_id] for row in ids]
-    return [list(row) for row in ids]
-
-
-def decode_text(tokenizer, token_ids: Sequence[int]) -> str:
-    """Detokenize generated ids. Embedding tables are often padded past the tokenizer (T5: 32,128
-    rows, 32,100 tokens); ids without a token have no text, so they are left out of it."""
-    size = len(tokenizer)
-    return tokenizer.decode([t for t in token_ids if t < size], skip_special_tokens=True)
-
-
-class InputTooLongError(ValueError):
-    """Prompt + input (+ output for decoder-only bases) exceed what the model or the caller allows."""
 
 
 class AdaptedModel:
@@ -91,7 +72,7 @@ class AdaptedModel:
     def _pad(self, input_ids: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = torch.tensor([len(r) for r in input_ids], dtype=torch.long)
         if int(lengths.min()) < 1:
-            raise InputTooLongError("an input has no tokens")
+            raise InvalidInputError("an input has no tokens")
         ids = torch.full((len(input_ids), int(lengths.max())), self.tokenizer.pad_token_id, dtype=torch.long)
         for b, row in enumerate(input_ids):
             ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
@@ -187,50 +168,22 @@ class AdaptedModel:
                 )
 
     def _decode(self, rows, embeds, mask, encoded, row_params, token_rows) -> list[GenerationOutput]:
-        params = [row_params[b] for b in rows]
+        """One ``generate`` call for the batch rows ``rows`` (one group), on their share of the batch."""
         index = torch.tensor(rows, device=mask.device)
         sub_mask = mask.index_select(0, index)
-        tok = self.tokenizer
-        config = GenerationConfig(
-            max_new_tokens=max(p.max_new_tokens for p in params),
-            num_beams=params[0].num_beams,
-            do_sample=False,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            decoder_start_token_id=getattr(self.base.model.config, "decoder_start_token_id", None),
-        )
-        control = RowControl(params, params[0].num_beams, tok.eos_token_id, mask.device)
-        kwargs = {"generation_config": config, "logits_processor": LogitsProcessorList([control])}
-        if encoded is not None:
-            used = int(sub_mask.sum(1).max())  # right-padded: trailing columns are padding for every row
-            sub_mask = sub_mask[:, :used]
+        used = int(sub_mask.sum(1).max())  # columns that are padding for every row of the group
+        params = [row_params[b] for b in rows]
+        counts = [len(token_rows[b]) for b in rows]
+        if encoded is not None:  # right-padded: the trailing columns go
             hidden = encoded.last_hidden_state.index_select(0, index)[:, :used]
-            model: Any = self.base.model
-            out = model.generate(
-                encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=sub_mask, **kwargs
+            return generate_rows(
+                self.base.model, self.tokenizer, params, counts, sub_mask[:, :used], encoder_hidden=hidden
             )
-            sequences = out[:, 1:]  # drop the decoder start token
-        else:
-            used = int(sub_mask.sum(1).max())  # left-padded: leading columns are padding for every row
-            sub_mask = sub_mask[:, sub_mask.shape[1] - used :]
-            sub_embeds = embeds.index_select(0, index)[:, embeds.shape[1] - used :]
-            decoder_only: Any = self.base.model
-            sequences = decoder_only.generate(inputs_embeds=sub_embeds, attention_mask=sub_mask, **kwargs)
-        return [
-            self._finish(seq.tolist(), p, len(token_rows[b]), control.seeds[i])
-            for i, (b, seq, p) in enumerate(zip(rows, sequences, params, strict=True))
-        ]
-
-    def _finish(self, seq: list[int], params: GenerationParams, input_tokens: int, seed) -> GenerationOutput:
-        eos = self.tokenizer.eos_token_id
-        if eos in seq:
-            tokens, reason = seq[: seq.index(eos)], "eos"
-        else:
-            tokens, reason = seq, "length"
-        if len(tokens) >= params.max_new_tokens:
-            tokens, reason = tokens[: params.max_new_tokens], "length"
-        text = decode_text(self.tokenizer, tokens)
-        return GenerationOutput(text, tokens, input_tokens, len(tokens), reason, seed)
+        start = sub_mask.shape[1] - used  # left-padded: the leading columns go
+        sub_embeds = embeds.index_select(0, index)[:, start:]
+        return generate_rows(
+            self.base.model, self.tokenizer, params, counts, sub_mask[:, start:], inputs_embeds=sub_embeds
+        )
 
     # ------------------------------------------------------------------ scoring
 

@@ -9,21 +9,14 @@ The input adapter is ``x + W2·act(W1·x + b1) + b2`` on each input-token embedd
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import AdapterConfig
+from .ops import PaddingSide, mlp_delta, place_prompts
 
-ACTIVATION_FNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": F.relu,
-    "gelu": F.gelu,
-    "silu": F.silu,
-    "tanh": torch.tanh,
-}
 MLP_TENSORS = ("mlp.w1", "mlp.b1", "mlp.w2", "mlp.b2")
 
 
@@ -107,11 +100,6 @@ def random_adapter(config: AdapterConfig, seed: int, scale: float = 0.02) -> Ada
     return AdapterWeights(config, tensors)
 
 
-def mlp_delta(x: torch.Tensor, w1, b1, w2, b2, activation: str) -> torch.Tensor:
-    """W2·act(W1·x + b1) + b2 for x (..., D): the adapter's change to each embedding."""
-    return ACTIVATION_FNS[activation](x @ w1 + b1) @ w2 + b2
-
-
 class InputAdapter(nn.Module):
     """One trainable adapter: used by training, and as the plainest reference of the math."""
 
@@ -139,13 +127,11 @@ class InputAdapter(nn.Module):
         return AdapterWeights(self.config, tensors, dict(metadata or {}))
 
     def forward(
-        self, embeds: torch.Tensor, input_lengths: torch.Tensor, padding_side: str = "right"
+        self, embeds: torch.Tensor, input_lengths: torch.Tensor, padding_side: PaddingSide = "right"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable single-adapter version of ``apply_adapters``: (B, T, D) right-padded
         embeddings -> ([prompt ; adapted input] (B, P+T, D), attention mask (B, P+T))."""
-        from .apply import place_prompts  # apply imports this module
-
         batch = embeds.shape[0]
         prompts = self.prompt.to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1)  # (B, P, D)
         lengths = torch.full((batch,), self.config.prompt_length, dtype=torch.long, device=embeds.device)
-        return place_prompts(self.adapt(embeds), input_lengths, prompts, lengths, padding_side)  # type: ignore[arg-type]
+        return place_prompts(self.adapt(embeds), input_lengths, prompts, lengths, padding_side)

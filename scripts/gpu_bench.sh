@@ -35,7 +35,7 @@ $IT bench coldload --shape $SHAPE --device $DEVICE --dtype $DTYPE --count 40 --j
 step "base and adapters on disk"
 python3 - "$WORK/base" "$SHAPE" <<'PY' || exit 1
 import sys, torch
-from adapters.randombase import build_random_base, save_base
+from adapters.testing import build_random_base, save_base
 save_base(build_random_base("t5", sys.argv[2], seed=0, dtype=torch.bfloat16), sys.argv[1])
 PY
 $IT adapters synth --base "$WORK/base" --count $SLOTS --out "$WORK/adapters" > /dev/null || exit 1

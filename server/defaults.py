@@ -45,7 +45,7 @@ def ensure_placeholder(folder: Path) -> tuple[Path, Path]:
     if not (folder / "base" / "config.json").is_file():
         from adapters import AdapterConfig, random_adapter, save_adapter
         from adapters.config import Kind
-        from adapters.randombase import build_random_base, save_base
+        from adapters.testing import build_random_base, save_base
 
         log.info("building the placeholder random base in %s", folder)
         folder.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from adapters import AdaptedModel, AdapterConfig, random_adapter
-from adapters.randombase import build_random_base
+from adapters.testing import build_random_base
 
 # A sharper random init than T5's default, so greedy outputs vary with the input and the
 # adapter instead of collapsing to one token: the golden tests then have something to check.

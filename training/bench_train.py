@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from adapters.randombase import GPT2_SHAPES, T5_SHAPES, build_random_base
+from adapters.testing import GPT2_SHAPES, T5_SHAPES, build_random_base
 from training.config import TrainConfig
 from training.data import EvalItem, Example
 from training.trainer import Trainer, make_accelerator

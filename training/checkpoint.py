@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from adapters.fileformat import write_atomic
+from adapters.io import write_atomic
 
 STATE_FILE = "state.pt"
 CHECKPOINT_VERSION = 1

@@ -22,7 +22,7 @@ import torch
 
 from adapters import AdaptedModel, AdapterConfig, GenerationParams, load_base, random_adapter
 from adapters.base import resolve_device, resolve_dtype
-from adapters.randombase import build_random_base
+from adapters.testing import build_random_base
 
 WORDS = [
     "name",

@@ -20,7 +20,7 @@ import torch
 
 from adapters import AdaptedModel, AdapterConfig, load_adapter, load_base, random_adapter, save_adapter
 from adapters.base import resolve_device, resolve_dtype
-from adapters.randombase import build_random_base
+from adapters.testing import build_random_base
 
 
 def percentile(values: list[float], q: float) -> float:

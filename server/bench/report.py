@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     say = print
     if not (base / "config.json").is_file():
         say(f"building a random {args.shape} base in {base}")
-        from adapters.randombase import build_random_base, save_base
+        from adapters.testing import build_random_base, save_base
 
         save_base(build_random_base("t5", args.shape, seed=0), base)
     have = len(list(adapters_dir.glob("*.safetensors"))) if adapters_dir.is_dir() else 0

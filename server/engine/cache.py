@@ -32,7 +32,7 @@ from adapters import (
     from_bytes,
     validate_name,
 )
-from adapters.fileformat import SUFFIX, read_config, write_atomic
+from adapters.io import SUFFIX, read_config, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from adapters import AdaptedModel, GenerationParams
-from adapters.continuous import CONTINUOUS_TYPES, StepDecoder
-from adapters.model import encode_sources
+from adapters import AdaptedModel, GenerationParams, encode_sources
+from adapters.decoding.continuous import continuous_supported
+from adapters.decoding.t5_step import CONTINUOUS_TYPES, StepDecoder
 
 from ..metrics import Metrics
 from ..settings import ServerSettings
@@ -115,7 +115,7 @@ class Engine:
             entries = [self.cache.resolve(name) for name in names]
             self.cache.acquire(entries[: s.device_slots])
             continuous = (
-                s.scheduling == "continuous" and model.base.model.config.model_type in CONTINUOUS_TYPES
+                s.scheduling == "continuous" and continuous_supported(model.base.model)
             )
             if continuous:
                 StepDecoder(model.base.model).self_check()  # refuse to serve a decoder that disagrees

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from adapters import AdaptedModel
-from adapters.continuous import ContinuousBatch
+from adapters.decoding.continuous import ContinuousBatch
 
 from ..metrics import Metrics
 from .batcher import BatchPolicy, PendingQueue, Row

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from adapters import AdapterBank, AdapterConfig, apply_adapters, init_adapter, random_adapter
-from adapters.apply import place_prompts, place_prompts_reference
 from adapters.module import InputAdapter
+from adapters.ops import place_prompts, place_prompts_reference
 
 D = 16
 

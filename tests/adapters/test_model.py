@@ -150,7 +150,7 @@ def test_unloaded_slot_is_refused(t5_model):
 
 
 def test_ids_past_the_tokenizer_are_left_out_of_the_text(t5_model):
-    from adapters.model import decode_text
+    from adapters.text import decode_text
 
     tok = t5_model.tokenizer
     hello = tok("hi", add_special_tokens=False)["input_ids"]

@@ -11,7 +11,7 @@ import pytest
 import uvicorn
 
 from adapters import AdapterConfig, random_adapter, save_adapter
-from adapters.randombase import save_base
+from adapters.testing import save_base
 from server.app import create_app
 from server.settings import ServerSettings
 from tests.conftest import make_model
@@ -113,7 +113,7 @@ def live(model_dir, adapter_dir):
 def wrap_model_calls(server: LiveServer, monkeypatch, wrapper) -> None:
     """Route every model call of the device thread through ``wrapper(real, *args, **kwargs)``:
     static batches (AdaptedModel.generate) and continuous-batching admissions and steps."""
-    from adapters.continuous import ContinuousBatch
+    from adapters.decoding.continuous import ContinuousBatch
 
     model = server.engine.model
     real_generate = model.generate

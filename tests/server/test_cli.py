@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adapters import AdaptedModel, GenerationParams, load_adapter, save_adapter
-from adapters.randombase import save_base
+from adapters.testing import save_base
 from server.cli import main
 from tests.conftest import make_model
 

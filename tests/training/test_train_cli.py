@@ -11,7 +11,7 @@ from adapters import (
     AdaptedModel,
     GenerationParams,
 )
-from adapters.randombase import build_random_base, save_base
+from adapters.testing import build_random_base, save_base
 from tests.training.test_train_smoke import reverse_task, write_jsonl
 from training.data import load_user_files
 from training.evaluate import evaluate

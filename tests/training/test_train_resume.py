@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adapters import load_adapter
-from adapters.randombase import build_random_base
+from adapters.testing import build_random_base
 from tests.training.test_train_smoke import dev_items, losses, run_training
 from training import trainer as trainer_module
 from training.batching import BatchStream

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from adapters import AdaptedModel, BaseModel, GenerationParams, load_adapter
-from adapters.randombase import build_random_base
+from adapters.testing import build_random_base
 from tests.conftest import INIT_SCALE
 from training.config import TrainConfig
 from training.data import EvalItem, Example

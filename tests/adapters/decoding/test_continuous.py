@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from adapters import GenerationParams
-from adapters.continuous import ContinuousBatch, StepDecoder
+from adapters.decoding.continuous import ContinuousBatch
+from adapters.decoding.t5_step import StepDecoder
 from tests.conftest import TEXTS, make_model
 
 

@@ -1,7 +1,8 @@
-"""Random base models built from configs: for tests, benchmarks and the placeholder default.
+"""Random bases and adapters built from configs: for tests, benchmarks and the placeholder default.
 
 No downloads: tokenizers are byte-level and built in code (ByT5's for T5, a byte-level
-BPE without merges for GPT-2), so any text round-trips.
+BPE without merges for GPT-2), so any text round-trips. Random adapters carry their base's
+fingerprint, so they load like trained ones.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from transformers import (
 )
 
 from .base import BaseModel, wrap_base
+from .config import AdapterConfig, Kind
+from .io import save_adapter
+from .module import random_adapter
 
 # Shapes of real T5 checkpoints (v1.0), with random weights.
 T5_SHAPES: dict[str, dict] = {
@@ -107,3 +111,31 @@ def save_base(base: BaseModel, folder: str | Path) -> Path:
     base.model.save_pretrained(folder)
     base.tokenizer.save_pretrained(folder)
     return folder
+
+
+def write_random_adapters(
+    base: BaseModel,
+    count: int,
+    out: str | Path,
+    *,
+    prefix: str = "synth-",
+    prompt_length: int = 16,
+    kind: Kind = "input-tuning",
+    dtype: torch.dtype = torch.bfloat16,
+    progress: bool = False,
+) -> list[Path]:
+    """``count`` random adapters ``<prefix><i>.safetensors`` for ``base`` in ``out`` (seed i each)."""
+    from tqdm import tqdm
+
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    config = AdapterConfig(
+        kind, base.d_model, prompt_length, base_model=base.name, base_fingerprint=base.fingerprint
+    )
+    width = len(str(count - 1))
+    paths = []
+    for i in tqdm(range(count), desc="adapters", unit="file", disable=not progress):
+        weights = random_adapter(config, seed=i)
+        weights.metadata["note"] = "random adapter for speed tests"
+        paths.append(save_adapter(weights, Path(out) / f"{prefix}{i:0{width}d}.safetensors", dtype=dtype))
+    return paths

@@ -1,0 +1,79 @@
+"""What one row asks of decoding (``GenerationParams``) and what it gets back (``GenerationOutput``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import InvalidParametersError
+
+MAX_SEED = 2**63 - 1
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Decoding settings of one request (names as text-generation servers use them).
+
+    Greedy by default. ``do_sample`` samples with ``temperature``/``top_k``/``top_p`` from a
+    per-row random stream seeded by ``seed``, so a seeded row samples the same tokens alone
+    or in any batch. ``num_beams`` > 1 is beam search (not combinable with sampling).
+    """
+
+    max_new_tokens: int = field(default=64, metadata=_help("tokens to generate at most"))
+    min_new_tokens: int = field(default=0, metadata=_help("tokens to generate at least"))
+    num_beams: int = field(default=1, metadata=_help("beam search width (1 = greedy or sampling)"))
+    do_sample: bool = field(default=False, metadata=_help("sample instead of greedy decoding"))
+    temperature: float = field(default=1.0, metadata=_help("sampling temperature (> 0)"))
+    top_p: float = field(default=1.0, metadata=_help("nucleus sampling mass, in (0, 1]"))
+    top_k: int = field(default=0, metadata=_help("sample among the k most likely tokens (0 = off)"))
+    repetition_penalty: float = field(default=1.0, metadata=_help("> 1 discourages repeating tokens"))
+    seed: int | None = field(default=None, metadata=_help("seed of the row's sampling stream"))
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
+            (
+                0 <= self.min_new_tokens <= self.max_new_tokens,
+                f"min_new_tokens must be in [0, max_new_tokens={self.max_new_tokens}], "
+                f"got {self.min_new_tokens}",
+            ),
+            (self.num_beams >= 1, f"num_beams must be >= 1, got {self.num_beams}"),
+            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+            (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
+            (self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}"),
+            (self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
+            (self.seed is None or 0 <= self.seed <= MAX_SEED, f"seed must be in [0, 2^63), got {self.seed}"),
+            (
+                not (self.do_sample and self.num_beams > 1),
+                "do_sample cannot be combined with num_beams > 1: use sampling or beam search",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidParametersError(message)
+
+    def group_key(self) -> tuple[int, ...]:
+        """Rows whose keys are equal can share one decoder ``generate`` call.
+
+        Greedy and sampled rows all share one call (per-row control); beam search needs the same
+        beam count and length limit across the call.
+        """
+        if self.num_beams == 1:
+            return (1,)
+        return (self.num_beams, self.max_new_tokens)
+
+
+@dataclass
+class GenerationOutput:
+    """One row's result."""
+
+    text: str
+    token_ids: list[int]
+    input_tokens: int
+    generated_tokens: int
+    finish_reason: str  # "eos" or "length"
+    seed: int | None = None
+    extra: dict = field(default_factory=dict)
