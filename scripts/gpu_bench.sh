@@ -48,24 +48,24 @@ wait_ready() {
   return 1
 }
 
+# load_sweep NAME PORT RATES SERVER-COMMAND...: start the server, sweep the rates, stop it (SIGTERM).
+load_sweep() {
+  local name=$1 port=$2 rates=$3
+  shift 3
+  "$@" --model "$WORK/base" --adapter-dir "$WORK/adapters" --device $DEVICE --dtype $DTYPE --port "$port" &
+  local pid=$!
+  if wait_ready "$port"; then
+    $IT loadtest --url "http://127.0.0.1:$port" --sweep --rates "$rates" --duration $DURATION --adapters $SLOTS \
+      --zipf 1.0 --max-new-tokens $TOKENS --min-new-tokens $TOKENS --no-progress --json \
+      --plot-dir "$WORK/plots" > "$OUT/${name}_load.json" || echo "$name load test failed"
+  fi
+  kill -TERM $pid; wait $pid
+}
+
 step "load test: inputtune serve (continuous, mixed batching) at $RATES req/s"
-$IT serve --model "$WORK/base" --adapter-dir "$WORK/adapters" --device $DEVICE --dtype $DTYPE --port 8100 \
-  --device-slots $SLOTS --host-slots $SLOTS --max-batch-size 64 --max-queue 4096 --log-level warning &
-SERVER=$!
-if wait_ready 8100; then
-  $IT loadtest --url http://127.0.0.1:8100 --sweep --rates $RATES --duration $DURATION --adapters $SLOTS \
-    --zipf 1.0 --max-new-tokens $TOKENS --min-new-tokens $TOKENS --no-progress --json \
-    --plot-dir "$WORK/plots" > "$OUT/serve_load.json" || echo "serve load test failed"
-fi
-kill -TERM $SERVER; wait $SERVER
+load_sweep serve 8100 "$RATES" $IT serve --device-slots $SLOTS --host-slots $SLOTS --max-batch-size 64 \
+  --max-queue 4096 --log-level warning
 
 step "load test: naive baseline at $NAIVE_RATES req/s"
-$IT serve-naive --model "$WORK/base" --adapter-dir "$WORK/adapters" --device $DEVICE --dtype $DTYPE --port 8101 &
-NAIVE=$!
-if wait_ready 8101; then
-  $IT loadtest --url http://127.0.0.1:8101 --sweep --rates $NAIVE_RATES --duration $DURATION --adapters $SLOTS \
-    --zipf 1.0 --max-new-tokens $TOKENS --min-new-tokens $TOKENS --no-progress --json \
-    --plot-dir "$WORK/plots" > "$OUT/naive_load.json" || echo "naive load test failed"
-fi
-kill -TERM $NAIVE; wait $NAIVE
+load_sweep naive 8101 "$NAIVE_RATES" $IT serve-naive
 step "done"

@@ -19,7 +19,7 @@ mkdir -p "$RUNS" "$DEMO/adapters"
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 
 if has pretrain && [ ! -f "$DEMO/base/config.json" ]; then
-    # `inputtune pretrain` with the cpu preset (~20 min on 2 cores; training/presets/cpu.json says
+    # `inputtune pretrain` with the cpu preset (~20 min on 2 cores; training/pretrain/presets/cpu.json says
     # why these settings). A base that fails its gate stops the script here: nothing ships.
     [ -f runs/demo_base/config.json ] || $IT pretrain --preset cpu --out runs/demo_base --device cpu --no-progress
     mkdir -p "$DEMO/base"

@@ -12,10 +12,13 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 
+from adapters import list_adapter_names
+
 from .api import errors
 from .api.routes import router
-from .defaults import default_model_and_adapters
+from .demo import resolve_model
 from .engine.engine import Engine
+from .errors import SettingsError
 from .metrics import Metrics
 from .settings import ServerSettings
 
@@ -23,16 +26,14 @@ log = logging.getLogger(__name__)
 
 
 def resolve_paths(settings: ServerSettings) -> tuple[str, Path]:
-    """(model, adapter folder): the embedded demo when no model is set."""
-    if settings.model is None:
-        model, adapters = default_model_and_adapters()
-        return str(model), Path(settings.adapter_dir or adapters)
-    if settings.adapter_dir is None:
-        raise ValueError(
+    """(model, adapter folder) to serve: a server needs an adapter folder."""
+    model, adapter_dir = resolve_model(settings.model, settings.adapter_dir, settings.cache)
+    if adapter_dir is None:
+        raise SettingsError(
             "with --model (INPUTTUNE_MODEL) also set --adapter-dir (INPUTTUNE_ADAPTER_DIR): "
             "the folder that holds <name>.safetensors adapters for that base"
         )
-    return settings.model, Path(settings.adapter_dir)
+    return model, adapter_dir
 
 
 def create_app(
@@ -56,14 +57,13 @@ def create_app(
                 if on_fatal is not None:
                     on_fatal(e)
                 return
-            model = engine.model
-            assert model is not None and engine.cache is not None
+            status = engine.status()
             log.info(
                 "inputtune serving %s on %s (%s), %d adapters in %s at %s",
                 model_path,
-                model.base.device,
-                str(model.base.dtype).replace("torch.", ""),
-                len(engine.cache.names_on_disk()),
+                status.device,
+                status.dtype,
+                len(list_adapter_names(adapter_dir)),
                 adapter_dir,
                 url or "(in-process)",
             )

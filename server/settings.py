@@ -1,12 +1,25 @@
-"""Server settings: one pydantic-settings class; every field also comes from ``INPUTTUNE_<NAME>``."""
+"""Server settings: one pydantic-settings class; every field also comes from ``INPUTTUNE_<NAME>``.
+
+This is the only place the serving side reads environment variables.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .errors import SettingsError
+
+SECRET_FIELDS = {"admin_api_key"}  # never on a command line (visible in ps): environment or a file
+
+
+def _default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/inputtune``, else ``~/.cache/inputtune``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "inputtune"
 
 
 class ServerSettings(BaseSettings):
@@ -24,6 +37,10 @@ class ServerSettings(BaseSettings):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: str = Field("auto", description="auto | float32 | bfloat16 | float16 (GPU only)")
     warmup: bool = Field(True, description="Run one small generation at start-up before /ready turns 200")
+    cache: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Folder for the placeholder default base (built there when the demo is not installed)",
+    )
 
     # ---- HTTP
     host: str = Field("127.0.0.1", description="Interface to listen on")
@@ -122,8 +139,20 @@ class ServerSettings(BaseSettings):
             try:
                 key = self.admin_api_key_file.read_text().strip()
             except OSError as e:
-                raise ValueError(f"cannot read admin_api_key_file {self.admin_api_key_file}: {e}") from e
+                raise SettingsError(f"cannot read admin_api_key_file {self.admin_api_key_file}: {e}") from e
             if not key:
-                raise ValueError(f"admin_api_key_file {self.admin_api_key_file} is empty")
+                raise SettingsError(f"admin_api_key_file {self.admin_api_key_file} is empty")
             return key
         return self.admin_api_key.get_secret_value() if self.admin_api_key else None
+
+
+def load_settings(**values) -> ServerSettings:
+    """Settings from ``values`` (command-line options), then ``INPUTTUNE_*`` variables, then defaults;
+    a SettingsError that lists every problem when they do not validate."""
+    try:
+        return ServerSettings(**values)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors()
+        )
+        raise SettingsError(f"invalid server settings: {problems}") from e

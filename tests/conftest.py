@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adapters import AdaptedModel, AdapterConfig, random_adapter
+from adapters import AdaptedModel, AdapterConfig, AdapterWeights, random_adapter
 from adapters.testing import build_random_base
 
 # A sharper random init than T5's default, so greedy outputs vary with the input and the
@@ -39,12 +39,19 @@ def adapter_configs(d_model: int) -> list[AdapterConfig]:
     ]
 
 
+def slot_adapters(base) -> dict[int, AdapterWeights]:
+    """The adapters ``make_model`` puts in slots 1..3 (random, with the base's fingerprint)."""
+    return {
+        slot: random_adapter(config.replace(base_fingerprint=base.fingerprint), seed=slot, scale=0.5)
+        for slot, config in enumerate(adapter_configs(base.d_model), start=1)
+    }
+
+
 def make_model(family: str, num_slots: int = 4, seed: int = 0) -> AdaptedModel:
     base = build_random_base(family, "tiny", seed=seed, init_scale=INIT_SCALE)
     model = AdaptedModel(base, num_slots=num_slots)
-    for slot, config in enumerate(adapter_configs(base.d_model), start=1):
-        config = config.replace(base_fingerprint=base.fingerprint)
-        model.load_adapter(slot, random_adapter(config, seed=slot, scale=0.5))
+    for slot, weights in slot_adapters(base).items():
+        model.load_adapter(slot, weights)
     return model
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from adapters import AdaptedModel, GenerationParams, load_adapter
-from server.defaults import DEMO_DIR, default_model_and_adapters
+from server.demo import DEMO_DIR, default_model_and_adapters
 
 BASE = DEMO_DIR / "base"
 ADAPTERS = DEMO_DIR / "adapters"
@@ -40,7 +40,7 @@ def demo() -> AdaptedModel:
 
 
 def test_the_demo_is_the_embedded_default():
-    assert default_model_and_adapters() == (BASE, ADAPTERS)
+    assert default_model_and_adapters(Path("unused-cache")) == (BASE, ADAPTERS)
 
 
 def test_every_listed_adapter_ships_and_names_the_shipped_base(demo):

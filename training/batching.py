@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import torch
 
 from adapters import AdaptedModel
+from training.common.losses import IGNORE_INDEX  # padding, and the source of decoder-only rows
 from training.data import Example
-
-IGNORE_INDEX = -100  # label of positions without loss (padding, and the source for decoder-only bases)
+from training.errors import DataFormatError
 
 
 @dataclass
@@ -94,7 +94,7 @@ class BatchStream:
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, bucket_batches: int = 50) -> None:
         if not lengths:
-            raise ValueError("no training examples left: check the data files and the token limits")
+            raise DataFormatError("no training examples left: check the data files and the token limits")
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed

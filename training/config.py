@@ -1,71 +1,126 @@
-"""The training configuration: one validated dataclass that serialises to JSON (adapter metadata)."""
+"""The adapter trainer's configuration: one validated dataclass that serialises to JSON (adapter
+metadata) and whose fields are the options of ``inputtune train`` (``adapters.options``: the default,
+type and help of an option are written once, on its field)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from adapters.config import ACTIVATIONS
+from training.common.schedule import SCHEDULES
+from training.errors import ConfigError
 
 METHODS: tuple[str, ...] = ("input-tuning", "prompt-tuning", "fine-tuning")
-SCHEDULES = ("linear", "cosine", "constant")
 BASE_DTYPES = ("float32", "bfloat16")
+
+_MODEL = "model and output"
+_DATA = "data (a built-in task or your own files)"
+_ADAPTER = "adapter"
+_OPTIM = "optimisation"
+_EVAL = "evaluation and early stopping"
+_RUN = "checkpoints and time"
+
+
+def _option(default: Any, group: str, help: str = "", **extra: Any) -> Any:
+    """A field with a default whose command-line option goes in ``group`` of ``inputtune train --help``."""
+    return field(default=default, metadata={"group": group, "help": help, **extra})
 
 
 @dataclass
-class TrainConfig:
-    """Everything a training run needs besides the data; see ``add_train_arguments`` for each option.
+class AdapterTrainConfig:
+    """Everything a training run needs besides the data; each field is an ``inputtune train`` option.
 
     ``max_steps`` wins over ``epochs``; with neither, one epoch. ``warmup_steps`` None is 5% of the steps.
     ``patience`` None keeps the best dev checkpoint but never stops early. ``out`` is an adapter
     ``.safetensors`` file, or a folder for fine-tuning.
     """
 
-    model: str
-    out: str
-    method: str = "input-tuning"  # one of METHODS, checked below
-    task: str | None = None
-    train_file: str | None = None
-    dev_file: str | None = None
-    test_file: str | None = None
-    data_dir: str | None = None
-    eval_test: bool = False
-    prompt_length: int = 20
-    hidden_size: int | None = None
-    activation: str = "relu"
-    lr_prompt: float = 0.3
-    lr_adapter: float = 1e-3
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    schedule: str = "linear"
-    warmup_steps: int | None = None
-    max_grad_norm: float = 1.0
-    batch_size: int = 16
-    grad_accum: int = 1
-    max_steps: int | None = None
-    epochs: float | None = None
-    max_source_tokens: int | None = 512
-    max_target_tokens: int | None = 256
-    bf16: bool = False
-    dtype: str = "float32"
-    base_dropout: bool = True
-    eval_every: int = 0
-    eval_samples: int = 200
-    eval_batch_size: int = 32
-    max_new_tokens: int = 128
-    patience: int | None = None
-    save_every: int = 0
-    checkpoint_dir: str | None = None
-    resume: str | None = None
-    stop_after_steps: int | None = None
-    time_budget_min: float | None = None
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
+    model: str = field(
+        metadata={"group": _MODEL, "help": "base model folder (Hugging Face layout, T5 family or GPT-2)"}
+    )
+    out: str = field(
+        metadata={
+            "group": _MODEL,
+            "help": "adapter file NAME.safetensors (input-/prompt-tuning) or a folder (fine-tuning); the "
+            "run also writes OUT.train_log.jsonl and checkpoints in OUT.ckpt/",
+        }
+    )
+    method: str = _option(
+        "input-tuning", _MODEL, "an adapter, or fine-tuning of the whole base", choices=METHODS
+    )
+    task: str | None = _option(
+        None, _DATA, "built-in task (training.data.TASKS: e2e, dart, webnlg, overnight, fr-en, ...)"
+    )
+    train_file: str | None = _option(None, _DATA, "JSONL/CSV with fields 'source' and 'target'")
+    dev_file: str | None = _option(None, _DATA, "dev pairs for --eval-every (same format)")
+    test_file: str | None = _option(None, _DATA, "test pairs, scored with the best weights at the end")
+    eval_test: bool = _option(False, _DATA, "with --task: score the test split at the end")
+    data_dir: str | None = _option(
+        None, _DATA, "folder of the built-in data (default: $INPUTTUNE_DATA_DIR or ../shared/data)"
+    )
+    max_source_tokens: int | None = _option(
+        512, _DATA, "truncate training sources to this many tokens (EOS kept)"
+    )
+    max_target_tokens: int | None = _option(
+        256, _DATA, "truncate training targets to this many tokens (EOS kept)"
+    )
+    prompt_length: int = _option(20, _ADAPTER, "soft-prompt tokens P")
+    hidden_size: int | None = _option(None, _ADAPTER, "adapter MLP inner size H (default 2 * d_model)")
+    activation: str = _option("relu", _ADAPTER, f"one of {', '.join(ACTIVATIONS)}")
+    lr_prompt: float = _option(0.3, _OPTIM, "AdamW learning rate of the soft prompt")
+    lr_adapter: float = _option(1e-3, _OPTIM, "AdamW learning rate of the MLP")
+    lr: float = _option(1e-4, _OPTIM, "learning rate of fine-tuning")
+    weight_decay: float = _option(
+        0.0, _OPTIM, "AdamW weight decay of weight matrices (never of the prompt, biases, norms)"
+    )
+    schedule: str = _option("linear", _OPTIM, "decay after warmup", choices=SCHEDULES)
+    warmup_steps: int | None = _option(None, _OPTIM, "linear warmup steps (default 5%% of the steps)")
+    max_grad_norm: float = _option(1.0, _OPTIM, "clip gradients (0: off)")
+    batch_size: int = _option(16, _OPTIM, "rows per micro-batch per process")
+    grad_accum: int = _option(1, _OPTIM, "micro-batches per optimiser step")
+    max_steps: int | None = _option(None, _OPTIM, "optimiser steps (wins over --epochs)")
+    epochs: float | None = _option(
+        None, _OPTIM, "passes over the training data (default 1 without --max-steps)"
+    )
+    bf16: bool = _option(False, _OPTIM, "bf16 autocast (master weights stay float32)")
+    dtype: str = _option(
+        "float32",
+        _OPTIM,
+        "dtype of the frozen base's weights (bfloat16 halves its memory; implies --bf16)",
+        choices=BASE_DTYPES,
+    )
+    base_dropout: bool = _option(
+        True, _OPTIM, "run the base with its configured dropout while training (--no-base-dropout: without)"
+    )
+    seed: int = _option(0, _OPTIM)
+    device: str = _option("auto", _OPTIM, "auto | cuda | cpu")
+    eval_every: int = _option(
+        0, _EVAL, "decode the dev subset every N steps, keep the best weights (BLEU, then chrF); 0: never"
+    )
+    eval_samples: int = _option(200, _EVAL, "dev items per evaluation")
+    eval_batch_size: int = _option(32, _EVAL)
+    max_new_tokens: int = _option(128, _EVAL, "decoding limit of evaluations")
+    patience: int | None = _option(None, _EVAL, "stop after N evaluations without a better dev BLEU")
+    save_every: int = _option(0, _RUN, "checkpoint every N steps; 0: never")
+    checkpoint_dir: str | None = _option(None, _RUN, "checkpoint folder (default OUT.ckpt)")
+    resume: str | None = _option(
+        None, _RUN, "checkpoint folder to continue from (same options as the first run)"
+    )
+    stop_after_steps: int | None = _option(
+        None,
+        _RUN,
+        "stop with a checkpoint after N steps of this session (the schedule still plans "
+        "--max-steps): split a run into sessions and --resume it",
+    )
+    time_budget_min: float | None = _option(
+        None, _RUN, "stop cleanly (checkpoint, best weights written) before this many minutes"
+    )
+    log_every: int = _option(10, _RUN, "log loss and tokens/s every N steps")
+    progress: bool = _option(True, _RUN, "show a progress bar (--no-progress: none)")
 
     def __post_init__(self) -> None:
         errors = []
@@ -116,7 +171,7 @@ class TrainConfig:
             if value is not None and value < 2:
                 errors.append(f"{name.replace('_', '-')} must be >= 2 (a token and the EOS), got {value}")
         if errors:
-            raise ValueError("; ".join(dict.fromkeys(errors)))
+            raise ConfigError("; ".join(dict.fromkeys(errors)))
 
     @property
     def checkpoint_folder(self) -> Path:
@@ -133,9 +188,9 @@ class TrainConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> AdapterTrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown training config keys {unknown}: known keys are {sorted(known)}")
+            raise ConfigError(f"unknown training config keys {unknown}: known keys are {sorted(known)}")
         return cls(**data)

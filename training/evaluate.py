@@ -1,7 +1,7 @@
 """Evaluation: decode through the adapted model (what the server serves) and score the outputs.
 
 ``evaluate`` is the function API (the trainer's dev evaluations call it); ``run_eval`` in
-``training/train_cli.py`` is ``inputtune eval``. Decoding goes through ``AdaptedModel.generate`` with
+``training/cli.py`` is ``inputtune eval``. Decoding goes through ``AdaptedModel.generate`` with
 the adapter in a bank slot, so an evaluated adapter behaves exactly as it will when served.
 """
 
@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from adapters import AdaptedModel, GenerationParams
+from training.common.metrics import corpus_scores
 from training.data import EvalItem
-from training.metrics import corpus_scores
+from training.errors import ConfigError, DataFormatError
 
 
 def _room(model: AdaptedModel, slot: int, row: Sequence[int], params: GenerationParams) -> int:
@@ -36,7 +37,7 @@ def generate_all(
     positions it has left: in a batch, the other rows' longer generation would carry it past them.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     token_rows = model.encode(sources)
     order = sorted(range(len(token_rows)), key=lambda i: len(token_rows[i]), reverse=True)
     rooms = {i: _room(model, slot, token_rows[i], params) for i in order}
@@ -78,7 +79,7 @@ def evaluate(
     output), "seconds", "generated_tokens", "items_per_s"}.
     """
     if not items:
-        raise ValueError("no evaluation items: the split is empty")
+        raise DataFormatError("no evaluation items: the split is empty")
     params = params or GenerationParams()
     start = time.perf_counter()
     hypotheses, generated = generate_all(model, slot, [it.source for it in items], params, batch_size)

@@ -29,7 +29,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from adapters.module import InputAdapter
-from training.batching import IGNORE_INDEX
+from training.common.losses import IGNORE_INDEX
 
 
 class TrainModule(nn.Module):

@@ -4,19 +4,21 @@ Loop library: ``accelerate``, used thinly. ``Accelerator`` picks the device, ini
 group and wraps the module in DDP when started by ``accelerate launch`` or ``torchrun`` (no code
 change for multi-GPU), and gives ``no_sync``/``backward``/main-process helpers. Three things are done
 by hand because accelerate's versions fit worse here:
-- mixed precision is ``torch.autocast(bf16)``: accelerate fixes the precision once per process
-  (``AcceleratorState``), and tests and the evaluator run several trainings in one process;
+- mixed precision is ``torch.autocast(bf16)`` (``training.common.precision``): accelerate fixes the
+  precision once per process (``AcceleratorState``), and tests and the evaluator run several trainings
+  in one process;
 - gradient accumulation normalises by the target tokens of the whole optimiser step (over micro-batches
   and processes), not by the mean of per-micro-batch means, so short and long batches weigh right;
 - data order and sharding: micro-batch ``step * accum * world + j`` goes to process ``j % world``; the
   order is a function of (seed, step), so resuming needs no data-loader state.
-Checkpoints are our own (``training/checkpoint.py``): ``accelerator.save_state`` would save the whole
-frozen base with every adapter checkpoint.
+Checkpoints are our own (``training.common.checkpoint``): ``accelerator.save_state`` would save the
+whole frozen base with every adapter checkpoint.
 
-The forward is ``training.forward.TrainModule``: the serving layout of ``adapters.AdaptedModel``. Dev
-evaluations decode through ``AdaptedModel.generate`` with the adapter in a bank slot (what is evaluated
-is what is served); the weights of the best dev BLEU (ties broken by chrF) are kept and written to
-``--out`` whenever they improve.
+What trains, and everything else that depends on the method, is a ``training.trainables.Trainable``;
+this module is the loop. The forward is ``training.forward.TrainModule``: the serving layout of
+``adapters.AdaptedModel``. Dev evaluations decode through ``AdaptedModel.generate`` with the adapter in
+a bank slot (what is evaluated is what is served); the weights of the best dev score
+(``training.selection``) are kept and written to ``--out`` whenever they improve.
 
 Shapes: B batch rows, P prompt tokens, D model width, H adapter inner size.
 """
@@ -40,72 +42,35 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
-from adapters import (
-    AdaptedModel,
-    AdapterConfig,
-    BaseModel,
-    GenerationParams,
-    init_adapter,
-    save_adapter,
-)
-from adapters.module import InputAdapter
+from adapters import AdaptedModel, BaseModel, GenerationParams
 from training.batching import BatchStream, collate, tokenize_examples
-from training.checkpoint import cpu_state_dict, load_checkpoint, restore_rng, rng_state, save_checkpoint
-from training.config import TrainConfig
+from training.common.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from training.common.device import make_accelerator, same_device
+from training.common.precision import bf16_autocast
+from training.common.schedule import lr_factor
+from training.config import AdapterTrainConfig
 from training.data import EvalItem, Example
+from training.errors import CheckpointError, ConfigError, TrainingDivergedError
 from training.evaluate import evaluate
 from training.forward import TrainModule
-from training.output import adapter_weights, save_fine_tuned
+from training.selection import Selection
+from training.trainables import make_trainable
 
 log = logging.getLogger(__name__)
 
-
-def make_accelerator(device: str = "auto") -> Accelerator:
-    """``auto``/``cuda``: the GPU of this process (one per process under ``accelerate launch``) or the CPU;
-    ``cpu``: the CPU. Pick a GPU with CUDA_VISIBLE_DEVICES."""
-    if device == "cpu":
-        return Accelerator(cpu=True)
-    if device not in ("auto", "cuda"):
-        raise ValueError(f"--device {device!r}: use auto, cuda or cpu (pick a GPU with CUDA_VISIBLE_DEVICES)")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu")
-    return Accelerator()
-
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    """cuda and cuda:0 are the same device when 0 is the current one."""
-
-    def index(d: torch.device) -> int:
-        return d.index if d.index is not None else (torch.cuda.current_device() if d.type == "cuda" else 0)
-
-    return a.type == b.type and index(a) == index(b)
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Multiplier of the base learning rate at optimiser step ``step`` (0-based): linear warmup from
-    1/warmup to 1, then linear or cosine decay towards 0 at ``total`` (or constant)."""
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+RESUME_HINT = "--resume takes the checkpoint folder a run writes (<out>.ckpt by default, see --save-every)"
 
 
 @dataclass
-class Progress:
-    """Bookkeeping that a checkpoint carries (JSON-serialisable)."""
+class Progress(Selection):
+    """Bookkeeping that a checkpoint carries (JSON-serialisable): the dev selection and the counters."""
 
     step: int = 0
     tokens_seen: int = 0
     wall_time_s: float = 0.0  # earlier sessions of a resumed run
-    best_score: list[float] | None = None  # [BLEU, chrF]: chrF breaks BLEU ties (all 0 early on)
-    best_step: int | None = None
-    best_scores: dict[str, Any] = field(default_factory=dict)
-    bad_evals: int = 0
     last_eval_step: int | None = None
     last_eval_seconds: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)  # every dev evaluation's scores
 
 
 @dataclass
@@ -150,7 +115,7 @@ class Trainer:
 
     def __init__(
         self,
-        config: TrainConfig,
+        config: AdapterTrainConfig,
         base: BaseModel,
         train_examples: Sequence[Example],
         dev_items: Sequence[EvalItem] | None = None,
@@ -160,15 +125,20 @@ class Trainer:
     ) -> None:
         self.config = cfg = config
         self.accelerator = acc = accelerator or make_accelerator(cfg.device)
-        if not _same_device(base.device, acc.device):
-            raise ValueError(f"the base is on {base.device} but training runs on {acc.device}: load it there")
+        if not same_device(base.device, acc.device):
+            raise ConfigError(
+                f"the base is on {base.device} but training runs on {acc.device}: load it there"
+            )
         self.base, self.task_name = base, task_name
-        self.fine_tuning = cfg.method == "fine-tuning"
         torch.manual_seed(cfg.seed)
         self.adapted = AdaptedModel(base, num_slots=1)
-        prompt_length = 0 if self.fine_tuning else cfg.prompt_length
+        self.trainable = make_trainable(cfg, base, acc.device)
         self.data = tokenize_examples(
-            self.adapted, train_examples, cfg.max_source_tokens, cfg.max_target_tokens, prompt_length
+            self.adapted,
+            train_examples,
+            cfg.max_source_tokens,
+            cfg.max_target_tokens,
+            self.trainable.prompt_length,
         )
         if self.data.dropped:
             log.warning(
@@ -186,15 +156,15 @@ class Trainer:
         self.total_steps = cfg.max_steps or max(
             1, math.ceil((cfg.epochs or 1.0) * self.stream.batches_per_epoch / self.micro_per_step)
         )
-        self.adapter = None if self.fine_tuning else self._make_adapter()
-        self.module = TrainModule(base.model, self.adapted.is_encoder_decoder, self.adapter)
-        self.optimizer = torch.optim.AdamW(self._param_groups(), weight_decay=0.0)
+        self.module = TrainModule(base.model, self.adapted.is_encoder_decoder, self.trainable.adapter)
+        self.optimizer = torch.optim.AdamW(self.trainable.param_groups(), weight_decay=0.0)
         warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(0.05 * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, self.total_steps, warmup, cfg.schedule)
+            self.optimizer,
+            lambda s: lr_factor(s, warmup=warmup, total=self.total_steps, schedule=cfg.schedule),
         )
         self.model = acc.prepare(self.module)
-        self.autocast = cfg.bf16 or base.dtype == torch.bfloat16
+        self.bf16 = cfg.bf16 or base.dtype == torch.bfloat16  # a bf16 base's matmuls need autocast
         self.progress = Progress()
         self.best: dict[str, torch.Tensor] | None = None  # best trainable state so far (CPU)
         self.metric_warnings: set[str] = set()
@@ -214,58 +184,6 @@ class Trainer:
             return items
         keep = sorted(random.Random(self.config.seed).sample(range(len(items)), self.config.eval_samples))
         return [items[i] for i in keep]
-
-    def adapter_config(self) -> AdapterConfig:
-        cfg = self.config
-        return AdapterConfig(
-            kind=cfg.method,  # type: ignore[arg-type]
-            d_model=self.base.d_model,
-            prompt_length=cfg.prompt_length,
-            hidden_size=cfg.hidden_size if cfg.method == "input-tuning" else None,
-            activation=cfg.activation,
-            base_model=self.base.name,
-            base_fingerprint=self.base.fingerprint,
-        )
-
-    def _make_adapter(self) -> InputAdapter:
-        weight: torch.Tensor = self.base.model.get_input_embeddings().weight  # type: ignore[assignment]
-        gen = torch.Generator().manual_seed(self.config.seed)
-        adapter = InputAdapter(init_adapter(self.adapter_config(), weight, gen))
-        frozen = not any(p.requires_grad for p in self.base.model.parameters())
-        assert frozen, "the base model must be frozen for adapter training (load it with load_base/wrap_base)"
-        return adapter.to(self.accelerator.device)  # fp32 master weights whatever the base dtype
-
-    def _param_groups(self) -> list[dict[str, Any]]:
-        cfg = self.config
-        if self.fine_tuning:
-            params = list(self.base.model.parameters())
-            for p in params:
-                p.requires_grad_(True)
-            decay = [p for p in params if p.ndim >= 2]
-            rest = [p for p in params if p.ndim < 2]
-            return [
-                {"params": decay, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "name": "weights"},
-                {"params": rest, "lr": cfg.lr, "name": "biases_norms"},
-            ]
-        assert self.adapter is not None
-        groups = []
-        if cfg.prompt_length:
-            groups.append({"params": [self.adapter.prompt], "lr": cfg.lr_prompt, "name": "prompt"})
-        if self.adapter.config.has_mlp:
-            a = self.adapter
-            groups.append(
-                {
-                    "params": [a.w1, a.w2],
-                    "lr": cfg.lr_adapter,
-                    "weight_decay": cfg.weight_decay,
-                    "name": "mlp",
-                }
-            )
-            groups.append({"params": [a.b1, a.b2], "lr": cfg.lr_adapter, "name": "mlp_bias"})
-        return groups
-
-    def trainable(self) -> torch.nn.Module:
-        return self.base.model if self.fine_tuning else self.adapter  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ loop
 
@@ -353,13 +271,13 @@ class Trainer:
             batch = batch.to(acc.device)
             last = i == len(mine) - 1
             with acc.no_sync(self.model) if not last else contextlib.nullcontext():
-                with torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                with bf16_autocast(acc.device, self.bf16, cuda_only=False):
                     loss_sum, _ = self.model(*batch.tensors())
                 acc.backward(loss_sum * scale)
             total += loss_sum.detach()
             my_targets += batch.num_target_tokens
         if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.trainable().parameters(), cfg.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(self.trainable.module.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -368,7 +286,7 @@ class Trainer:
     def _log_window(self, window: _Window, bar) -> None:
         loss = float(window.loss) / max(1, window.targets)  # the one host sync, every log_every steps
         if not math.isfinite(loss):
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"training diverged at step {self.progress.step} (loss {loss}): lower the learning rates "
                 "(--lr-prompt, --lr-adapter, --lr) or resume from an earlier checkpoint"
             )
@@ -399,13 +317,10 @@ class Trainer:
         return GenerationParams(max_new_tokens=self.config.max_new_tokens)
 
     def _decode_eval(self, items: Sequence[EvalItem]) -> dict[str, Any]:
-        """Evaluate the current weights through the serving path (the adapter in bank slot 1)."""
+        """Evaluate the current weights through the serving path (the trainable's bank slot)."""
         self.base.model.eval()
         try:
-            slot = 0
-            if self.adapter is not None:
-                self.adapted.load_adapter(1, self.adapter.to_weights())
-                slot = 1
+            slot = self.trainable.eval_slot(self.adapted)
             return evaluate(self.adapted, slot, items, self._generation_params(), self.config.eval_batch_size)
         finally:
             self.base.model.train(self.config.base_dropout)
@@ -421,15 +336,10 @@ class Trainer:
                 log.warning(warning)
                 self.metric_warnings.add(warning)
             scores = result["scores"]
-            score = [scores["bleu"], scores["chrf"]]
             prog.last_eval_step, prog.last_eval_seconds = prog.step, result["seconds"]
-            if prog.best_score is None or score > prog.best_score:
-                prog.best_score, prog.best_step, prog.best_scores = score, prog.step, scores
-                prog.bad_evals = 0
-                self.best = cpu_state_dict(self.trainable())
+            if prog.record(prog.step, scores):
+                self.best = self.trainable.state_dict()
                 self._write_output(self.best)
-            else:
-                prog.bad_evals += 1
             prog.history.append({"step": prog.step, **scores})
             self._log(
                 {
@@ -448,7 +358,7 @@ class Trainer:
                 prog.best_scores["bleu"],
                 prog.best_step,
             )
-            stop = cfg.patience is not None and prog.bad_evals >= cfg.patience
+            stop = prog.should_stop(cfg.patience)
         acc.wait_for_everyone()
         return self._agree(stop)
 
@@ -477,11 +387,7 @@ class Trainer:
         self, state: dict[str, torch.Tensor], stop_reason: str = "", test_scores: dict | None = None
     ) -> None:
         """Write ``state`` (the trainable's CPU state dict) where --out says, with the training facts."""
-        meta = self.metadata(stop_reason, test_scores)
-        if self.adapter is not None:
-            save_adapter(adapter_weights(self.adapter.config, state, meta), Path(self.config.out))
-        else:
-            save_fine_tuned(self.base, state, meta, Path(self.config.out))
+        self.trainable.write(state, self.metadata(stop_reason, test_scores))
 
     def _finish(self, reason: str) -> TrainResult:
         acc, prog = self.accelerator, self.progress
@@ -493,9 +399,9 @@ class Trainer:
             self._dev_eval()  # the last weights get their chance to be the best
         test_scores = None
         if acc.is_main_process:
-            final = self.best if self.best is not None else cpu_state_dict(self.trainable())
+            final = self.best if self.best is not None else self.trainable.state_dict()
             if self.test_items:
-                self.trainable().load_state_dict(final)
+                self.trainable.load_state_dict(final)
                 test_scores = self._decode_eval(self.test_items)["scores"]
                 self._log(
                     {"step": prog.step, "test": test_scores, "weights_of_step": prog.best_step or prog.step}
@@ -517,6 +423,10 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self) -> Path | None:
+        """Write the checkpoint folder: the trainable state (the adapter's tensors, or the whole model for
+        fine-tuning), the optimiser, the scheduler, the progress (step, early stopping), the RNG states
+        (dropout) and what the trainable keeps of the best weights. The data order needs no state: it
+        is a function of the seed and the step."""
         folder = self.config.checkpoint_folder
         if self.accelerator.is_main_process:
             progress = dataclasses.replace(self.progress, wall_time_s=self.wall_time())
@@ -528,8 +438,8 @@ class Trainer:
                     "total_steps": self.total_steps,
                     "config": self.config.to_json(),
                     "progress": json.dumps(dataclasses.asdict(progress)),
-                    "trainable": cpu_state_dict(self.trainable()),
-                    "best": self.best if not self.fine_tuning else None,
+                    "trainable": self.trainable.state_dict(),
+                    "best": self.trainable.checkpoint_best(self.best),
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
                     "rng": rng_state(),
@@ -540,11 +450,11 @@ class Trainer:
         return folder
 
     def _resume(self, folder: str) -> None:
-        state = load_checkpoint(folder)
+        state = load_checkpoint(folder, RESUME_HINT)
         if state["method"] != self.config.method:
-            raise ValueError(f"checkpoint {folder} is for {state['method']}, not {self.config.method}")
+            raise CheckpointError(f"checkpoint {folder} is for {state['method']}, not {self.config.method}")
         if state["fingerprint"] != self.base.fingerprint:
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {folder} was made on another base model (fingerprint "
                 f"{state['fingerprint']}, this base is {self.base.fingerprint}): pass its --model"
             )
@@ -554,13 +464,10 @@ class Trainer:
                 state["total_steps"],
                 self.total_steps,
             )
-        self.trainable().load_state_dict(state["trainable"])
+        self.trainable.load_state_dict(state["trainable"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.progress = Progress(**json.loads(state["progress"]))
-        self.best = state["best"]
-        if self.fine_tuning and self.progress.best_step is not None:
-            model = type(self.base.model).from_pretrained(self.config.out)  # the best so far lives in --out
-            self.best = cpu_state_dict(model)
+        self.best = self.trainable.resumed_best(state["best"], self.progress.best_step is not None)
         restore_rng(state["rng"])
         log.info("resumed from %s at step %d", folder, self.progress.step)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,8 @@ from .params import GenerationOutput, GenerationParams
 from .sampling import RowDecoding, TokenChooser
 from .t5_step import CONTINUOUS_TYPES, StepDecoder
 
+K = TypeVar("K", bound=Hashable)
+
 
 def continuous_supported(base_model: Any) -> bool:
     """Whether continuous batching can run this base (a T5/mT5 ``PreTrainedModel``)."""
@@ -32,10 +34,10 @@ def continuous_supported(base_model: Any) -> bool:
 
 
 @dataclass(eq=False)
-class Running:
+class Running(Generic[K]):
     """One row in the running batch: its key (the caller's handle), its decoding state."""
 
-    key: Hashable
+    key: K
     decoding: RowDecoding
     input_tokens: int
 
@@ -44,8 +46,9 @@ class Running:
         return self.decoding.tokens
 
 
-class ContinuousBatch:
+class ContinuousBatch(Generic[K]):
     """Rows decoding together; ``admit`` adds rows, ``step`` advances all of them by one token.
+    Each row has a key ``K`` of the caller's (any hashable), which ``step`` hands back with its output.
 
     ``model`` is an AdaptedModel with an encoder-decoder base; the rows' adapters must be in
     its bank (slot ids) when they are admitted; afterwards the adapters are no longer needed.
@@ -59,7 +62,7 @@ class ContinuousBatch:
         self.start = base.config.decoder_start_token_id
         self.vocab = base.config.vocab_size
         self.device = model.base.device
-        self.rows: list[Running] = []
+        self.rows: list[Running[K]] = []
         self._reset()
 
     def _reset(self) -> None:
@@ -77,7 +80,7 @@ class ContinuousBatch:
     @torch.inference_mode()
     def admit(
         self,
-        keys: Sequence[Hashable],
+        keys: Sequence[K],
         input_ids: Sequence[Sequence[int]],
         slot_ids: Sequence[int],
         params: Sequence[GenerationParams],
@@ -116,7 +119,7 @@ class ContinuousBatch:
         )
 
     @torch.inference_mode()
-    def step(self) -> list[tuple[Hashable, GenerationOutput]]:
+    def step(self) -> list[tuple[K, GenerationOutput]]:
         """Advance every running row by one token; returns the rows that finished, and drops them."""
         if not self.rows:
             return []
@@ -126,7 +129,7 @@ class ContinuousBatch:
         )
         generated = torch.tensor([len(r.tokens) for r in self.rows], device=self.device)
         tokens = self.chooser.choose(self.chooser.adjust(logits, self.seen, generated))
-        finished: list[tuple[Hashable, GenerationOutput]] = []
+        finished: list[tuple[K, GenerationOutput]] = []
         keep: list[int] = []
         for b, (row, token) in enumerate(zip(self.rows, tokens.tolist(), strict=True)):
             if row.decoding.push(token, self.eos):
@@ -164,7 +167,7 @@ class ContinuousBatch:
             for k, v in self.cross_cache
         ]
 
-    def _output(self, row: Running) -> GenerationOutput:
+    def _output(self, row: Running[K]) -> GenerationOutput:
         d = row.decoding
         assert d.finish_reason is not None
         text = decode_text(self.model.tokenizer, d.tokens)

@@ -93,10 +93,10 @@ class TokenChooser:
         self.penalty = per_row([p.repetition_penalty for p in params], torch.float32)[:, None]  # (R, 1)
         self.min_new = per_row([p.min_new_tokens for p in params], torch.long)  # (R,)
         self.uses_min = any(p.min_new_tokens > 0 for p in params)
+        self.generators = [r.generator for r in self.rows if r.generator is not None]
         sampled = [i for i, r in enumerate(self.rows) if r.generator is not None]
         assert beams == 1 or not sampled, "beam search rows never sample"
         self.sampled = torch.tensor(sampled, dtype=torch.long, device=device)  # (S,)
-        self.generators = [self.rows[i].generator for i in sampled]
         self.temperature = torch.tensor([params[i].temperature for i in sampled], device=device)
         self.top_p = torch.tensor([params[i].top_p for i in sampled], device=device)
         self.top_k = [params[i].top_k for i in sampled]

@@ -14,49 +14,50 @@ from adapters import (
     AdapterFormatError,
     AdapterNotFoundError,
     IncompatibleAdapterError,
+    InputTooLongError,
     InvalidAdapterNameError,
-)
-from adapters import (
-    InputTooLongError as ModelInputTooLongError,
+    InvalidInputError,
+    InvalidParametersError,
 )
 
-from ..engine.batcher import QueueFullError
-from ..engine.engine import InputTooLongError, NotReadyError, RequestTimeoutError
-from ..engine.worker import BatchFailedError
+from ..errors import (
+    AdminDisabledError,
+    BatchFailedError,
+    ForbiddenError,
+    InvalidRequestError,
+    NotReadyError,
+    QueueFullError,
+    RequestTimeoutError,
+    TooManyInputsError,
+    UploadTooLargeError,
+)
 
 log = logging.getLogger(__name__)
 
-
-class ApiError(Exception):
-    """An error raised by a route with its status and type already decided."""
-
-    def __init__(self, status: int, error_type: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.headers = headers
-
-
-# (exception class, status, error_type, extra headers), most specific first
+# (exception class, status, error_type, extra headers), most specific first. Only the project's own
+# classes are here: any other exception is a bug and answers 500 with its trace in the log.
 MAPPING: list[tuple[type[BaseException], int, str, dict[str, str] | None]] = [
     (AdapterNotFoundError, 404, "adapter_not_found", None),
     (InvalidAdapterNameError, 422, "invalid_adapter_name", None),
     (IncompatibleAdapterError, 422, "incompatible_adapter", None),
     (AdapterFormatError, 422, "invalid_adapter_file", None),
     (InputTooLongError, 413, "input_too_long", None),
-    (ModelInputTooLongError, 413, "input_too_long", None),
+    (TooManyInputsError, 413, "too_many_inputs", None),
+    (UploadTooLargeError, 413, "upload_too_large", None),
+    (InvalidParametersError, 422, "invalid_parameters", None),
+    (InvalidRequestError, 422, "invalid_request", None),
+    (InvalidInputError, 422, "invalid_request", None),
+    (AdminDisabledError, 403, "admin_disabled", None),
+    (ForbiddenError, 403, "forbidden", None),
     (QueueFullError, 429, "overloaded", {"Retry-After": "1"}),
     (NotReadyError, 503, "not_ready", {"Retry-After": "5"}),
     (RequestTimeoutError, 503, "timeout", {"Retry-After": "5"}),
     (BatchFailedError, 500, "generation_failed", None),
-    (ValueError, 422, "invalid_parameters", None),
 ]
 
 
 def classify(error: BaseException) -> tuple[int, str, str, dict[str, str] | None]:
     """(status, error_type, message, headers) of any exception; unknown ones are 500 bugs."""
-    if isinstance(error, ApiError):
-        return error.status, error.error_type, str(error), error.headers
     for cls, status, error_type, headers in MAPPING:
         if isinstance(error, cls):
             return status, error_type, str(error), headers
@@ -102,10 +103,6 @@ def install(app: FastAPI) -> None:
     async def _known(request: Request, exc: Exception) -> JSONResponse:
         return error_response(exc)
 
-    handled: list[type[Exception]] = [
-        ApiError,
-        *(cast(type[Exception], entry[0]) for entry in MAPPING),
-        Exception,
-    ]
+    handled: list[type[Exception]] = [*(cast(type[Exception], entry[0]) for entry in MAPPING), Exception]
     for cls in handled:
         app.add_exception_handler(cls, _known)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from adapters import GenerationParams
 
 
 class Parameters(BaseModel):
@@ -27,6 +30,13 @@ class Parameters(BaseModel):
         False,
         description="Cut inputs longer than the server's max_input_tokens instead of refusing them with 413",
     )
+
+    def generation_params(self, default_max_new_tokens: int) -> GenerationParams:
+        """These settings as the decoder takes them (InvalidParametersError if they contradict)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(GenerationParams)}
+        if values["max_new_tokens"] is None:
+            values["max_new_tokens"] = default_max_new_tokens
+        return GenerationParams(**values)
 
 
 class GenerateRequest(BaseModel):

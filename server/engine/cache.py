@@ -30,9 +30,11 @@ from adapters import (
     adapter_path,
     check_compatible,
     from_bytes,
+    list_adapter_names,
+    read_config,
     validate_name,
 )
-from adapters.io import SUFFIX, read_config, write_atomic
+from adapters.io import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +202,7 @@ class AdapterCache:
                 entry.pinned = False
 
     def names_on_disk(self) -> list[str]:
-        if not self.adapter_dir.is_dir():
-            return []
-        return sorted(
-            p.name[: -len(SUFFIX)] for p in self.adapter_dir.glob(f"*{SUFFIX}") if not p.name.startswith(".")
-        )
+        return list_adapter_names(self.adapter_dir)
 
     def describe(self, name: str) -> dict:
         """Facts about one adapter for the API: config from the header, size, and its tier."""

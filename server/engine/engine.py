@@ -1,10 +1,13 @@
-"""The engine: an asyncio front, the pending queue, and ONE device thread that runs batches.
+"""The engine: owns the adapted model, the adapter cache, the queue and the device thread.
 
 The front (event loop) validates, resolves the adapter (disk loads go to a worker thread),
 tokenizes and enqueues rows, then awaits their futures. The device thread takes a batch
 when it is free, makes the batch's adapters device-resident, calls the adapted model once
 for the whole batch, and resolves each row's future. A failure in a batch fails only that
 batch's rows.
+
+The routes call only the public methods below; while the model loads (or after it failed,
+or while draining) they raise NotReadyError.
 """
 
 from __future__ import annotations
@@ -15,78 +18,53 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from adapters import AdaptedModel, GenerationParams, encode_sources
-from adapters.decoding.continuous import continuous_supported
+from adapters import AdaptedModel, GenerationParams, InputTooLongError, encode_sources
+from adapters.decoding import continuous_supported
 from adapters.decoding.t5_step import CONTINUOUS_TYPES, StepDecoder
 
+from ..errors import NotReadyError, RequestTimeoutError
 from ..metrics import Metrics
 from ..settings import ServerSettings
-from .batcher import BatchPolicy, PendingQueue, Row
-from .cache import AdapterCache, AdapterEntry
-from .worker import DeviceWorker, RowResult
+from .cache import AdapterCache
+from .queue import BatchPolicy, PendingQueue, Row
+from .types import Pending, RowResult
+from .worker import DeviceWorker
 
 log = logging.getLogger(__name__)
 
 
-class NotReadyError(Exception):
-    """The model is still loading (or the server is shutting down)."""
+@dataclass(frozen=True)
+class EngineStatus:
+    """What /ready reports."""
 
-
-class RequestTimeoutError(Exception):
-    """A request waited longer than request_timeout_s."""
-
-
-class InputTooLongError(ValueError):
-    """An input exceeds max_input_tokens and the request did not ask for truncation."""
-
-
-@dataclass(eq=False)
-class Pending:
-    """What travels with a Row: its inputs and how to answer it."""
-
-    ids: list[int]
-    entry: AdapterEntry | None
-    params: GenerationParams
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
-
-    def resolve(self, value: RowResult) -> None:
-        self.loop.call_soon_threadsafe(_set_result, self.future, value)
-
-    def fail(self, error: BaseException) -> None:
-        self.loop.call_soon_threadsafe(_set_exception, self.future, error)
-
-
-def _set_result(future: asyncio.Future, value) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future, error: BaseException) -> None:
-    if not future.done():
-        future.set_exception(error)
+    ready: bool
+    model: str
+    device: str | None = None
+    dtype: str | None = None
+    reason: str | None = None  # why it is not ready
 
 
 class Engine:
     """Owns the adapted model, the adapter cache, the queue and the device thread."""
 
-    def __init__(self, settings: ServerSettings, metrics: Metrics, model_path: str, adapter_dir) -> None:
+    def __init__(self, settings: ServerSettings, metrics: Metrics, model_path: str, adapter_dir: Path) -> None:
         self.settings = settings
         self.metrics = metrics
         self.model_path = model_path
         self.adapter_dir = adapter_dir
         self.model: AdaptedModel | None = None
         self.cache: AdapterCache | None = None
-        self.queue = PendingQueue(settings.max_queue)
+        self.queue: PendingQueue[Pending] = PendingQueue(settings.max_queue)
         self.ready = threading.Event()
         self.stopping = False
         self.load_error: BaseException | None = None
+        self.worker: DeviceWorker | None = None
         self._thread: threading.Thread | None = None
         self._tokenizer = None
-        self._pins: set[str] = set(settings.pin)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -95,9 +73,7 @@ class Engine:
         try:
             s = self.settings
             torch.set_grad_enabled(False)
-            model = AdaptedModel.load(
-                self.model_path, device=s.device, dtype=s.dtype, num_slots=s.device_slots
-            )
+            model = AdaptedModel.load(self.model_path, device=s.device, dtype=s.dtype, num_slots=s.device_slots)
             self.cache = AdapterCache(
                 self.adapter_dir,
                 model.base.fingerprint,
@@ -114,9 +90,7 @@ class Engine:
             names = list(dict.fromkeys([*s.pin, *s.preload]))
             entries = [self.cache.resolve(name) for name in names]
             self.cache.acquire(entries[: s.device_slots])
-            continuous = (
-                s.scheduling == "continuous" and continuous_supported(model.base.model)
-            )
+            continuous = s.scheduling == "continuous" and continuous_supported(model.base.model)
             if continuous:
                 StepDecoder(model.base.model).self_check()  # refuse to serve a decoder that disagrees
             elif s.scheduling == "continuous":
@@ -162,19 +136,60 @@ class Engine:
         for row in self.queue.drain():
             row.payload.fail(NotReadyError("the server shut down before this request ran"))
 
-    # ------------------------------------------------------------------ front (event loop)
+    def status(self) -> EngineStatus:
+        if self.ready.is_set() and self.model is not None:
+            base = self.model.base
+            return EngineStatus(True, self.model_path, str(base.device), str(base.dtype).replace("torch.", ""))
+        if self.load_error is not None:
+            reason = f"start-up failed: {self.load_error}"
+        else:
+            reason = "shutting down" if self.stopping else "the model is loading"
+        return EngineStatus(False, self.model_path, reason=reason)
+
+    def queue_depth(self) -> int:
+        return len(self.queue)
+
+    def _loaded(self) -> tuple[AdaptedModel, AdapterCache]:
+        """The model and cache once loading is done and the server is not draining; else NotReadyError."""
+        if not self.ready.is_set() or self.model is None or self.cache is None:
+            raise NotReadyError("the server is shutting down" if self.stopping else "the model is still loading")
+        return self.model, self.cache
+
+    # ------------------------------------------------------------------ adapters (blocking: call in a thread)
+
+    def adapter_infos(self) -> list[dict]:
+        """Every adapter file in the folder with its facts; a broken file is left out (GET
+        /adapters/NAME says why), so one bad file never hides the others."""
+        cache = self._loaded()[1]
+        infos = []
+        for name in cache.names_on_disk():
+            try:
+                infos.append(cache.describe(name))
+            except Exception:  # noqa: S112
+                continue
+        return infos
+
+    def adapter_info(self, name: str) -> dict:
+        return self._loaded()[1].describe(name)
+
+    def upload_adapter(self, name: str, data: bytes) -> dict:
+        cache = self._loaded()[1]
+        cache.put(name, data)
+        return cache.describe(name)
+
+    def delete_adapter(self, name: str) -> None:
+        self._loaded()[1].delete(name)
+
+    # ------------------------------------------------------------------ requests (event loop)
 
     async def generate(
         self, adapter: str | None, texts: Sequence[str], params: GenerationParams, truncate: bool = False
     ) -> list[RowResult]:
-        if not self.ready.is_set() or self.model is None or self.cache is None:
-            raise NotReadyError(
-                "the server is shutting down" if self.stopping else "the model is still loading"
-            )
+        model, cache = self._loaded()
         entry = None
         if adapter is not None:
-            entry = self.cache.cached(adapter) or await asyncio.to_thread(self.cache.resolve, adapter)
-        ids = self.encode(texts, truncate)
+            entry = cache.cached(adapter) or await asyncio.to_thread(cache.resolve, adapter)
+        ids = self.encode(model, texts, truncate)
         loop = asyncio.get_running_loop()
         prompt = entry.prompt_length if entry else 0
         rows = [
@@ -199,9 +214,8 @@ class Engine:
                 "the server is overloaded"
             ) from e
 
-    def encode(self, texts: Sequence[str], truncate: bool) -> list[list[int]]:
-        assert self.model is not None
-        ids = encode_sources(self._tokenizer, texts, self.model.is_encoder_decoder)
+    def encode(self, model: AdaptedModel, texts: Sequence[str], truncate: bool) -> list[list[int]]:
+        ids = encode_sources(self._tokenizer, texts, model.is_encoder_decoder)
         limit = self.settings.max_input_tokens
         for i, row in enumerate(ids):
             if len(row) > limit:

@@ -14,29 +14,27 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, cast
 
-from adapters import AdaptedModel
-from adapters.decoding.continuous import ContinuousBatch
+from adapters import AdaptedModel, GenerationOutput
+from adapters.decoding import ContinuousBatch
 
+from ..errors import BatchFailedError
 from ..metrics import Metrics
-from .batcher import BatchPolicy, PendingQueue, Row
 from .cache import AdapterCache
+from .queue import BatchPolicy, PendingQueue, Row
+from .types import Pending, RowResult
 
 log = logging.getLogger(__name__)
 
-
-class BatchFailedError(Exception):
-    """The model call holding this row failed; the trace is in the server log."""
+Job = Row[Pending]
 
 
 @dataclass
-class RowResult:
-    output: Any  # GenerationOutput
-    queue_s: float
-    inference_s: float
-    batch_rows: int
-    batch_adapters: int
+class Admission:
+    """When a row joined the running batch, and how many adapters joined with it."""
+
+    time: float
+    adapters: int
 
 
 class DeviceWorker:
@@ -44,7 +42,7 @@ class DeviceWorker:
         self,
         model: AdaptedModel,
         cache: AdapterCache,
-        queue: PendingQueue,
+        queue: PendingQueue[Pending],
         metrics: Metrics,
         policy: BatchPolicy,
         continuous: bool,
@@ -66,18 +64,17 @@ class DeviceWorker:
 
     # ------------------------------------------------------------------ static
 
-    def run_static(self, batch: list[Row]) -> None:
+    def run_static(self, batch: list[Job]) -> None:
         start = time.monotonic()
         pending = [row.payload for row in batch]
         try:
             self.cache.acquire([p.entry for p in pending if p.entry is not None])
-            slot_ids = [p.entry.device_slot if p.entry else 0 for p in pending]
-            outputs = self.model.generate([p.ids for p in pending], slot_ids, [p.params for p in pending])
+            outputs = self.model.generate([p.ids for p in pending], [p.slot for p in pending], [p.params for p in pending])
         except Exception as e:  # a failing batch must not take the server down
             self._fail(batch, e)
             return
         elapsed = time.monotonic() - start
-        distinct = len({id(p.entry) for p in pending})
+        distinct = _distinct_adapters(batch)
         self._observe_call(elapsed, len(batch), distinct)
         for row, out in zip(batch, outputs, strict=True):
             self._resolve(row, out, start, elapsed, len(batch), distinct)
@@ -85,14 +82,12 @@ class DeviceWorker:
     # ------------------------------------------------------------------ continuous
 
     def _run_continuous(self) -> None:
-        running = ContinuousBatch(self.model)
-        admitted: dict[
-            int, tuple[Row, float, int]
-        ] = {}  # id(row) -> (row, admit time, adapters at admission)
+        running: ContinuousBatch[Job] = ContinuousBatch(self.model)
+        admitted: dict[Job, Admission] = {}  # the batch's keys are the rows themselves
         while True:
             if len(running):
                 room = self.policy.max_rows - len(running)
-                rows = self.queue.take_nowait(_with_rows(self.policy, room)) if room > 0 else []
+                rows = self.queue.take_nowait(self.policy.with_rows(room)) if room > 0 else []
             else:
                 rows = self.queue.take_batch(self.policy) or []
                 if not rows and self.queue.closed:
@@ -107,32 +102,24 @@ class DeviceWorker:
                 if joining:
                     pending = [r.payload for r in joining]
                     self.cache.acquire([p.entry for p in pending if p.entry is not None])
-                    slot_ids = [p.entry.device_slot if p.entry else 0 for p in pending]
-                    running.admit(
-                        [id(r) for r in joining],
-                        [p.ids for p in pending],
-                        slot_ids,
-                        [p.params for p in pending],
-                    )
-                    distinct = len({id(p.entry) for p in pending})
+                    running.admit(joining, [p.ids for p in pending], [p.slot for p in pending], [p.params for p in pending])
+                    distinct = _distinct_adapters(joining)
                     for r in joining:
-                        admitted[id(r)] = (r, start, distinct)
+                        admitted[r] = Admission(start, distinct)
                 finished = running.step()
             except Exception as e:
-                self._fail(
-                    [row for row, _, _ in admitted.values()] + [r for r in joining if id(r) not in admitted],
-                    e,
-                )
+                self._fail([*admitted, *(r for r in joining if r not in admitted)], e)
                 admitted.clear()
                 running = ContinuousBatch(self.model)
                 continue
             now = time.monotonic()
             if admitted:
-                live = {id(r.payload.entry) for r, _, _ in admitted.values()}
-                self._observe_call(now - start, len(admitted), len(live))
-            for key, out in finished:
-                row, admit_time, distinct = admitted.pop(cast(int, key))
-                self._resolve(row, out, admit_time, now - admit_time, len(running) + len(finished), distinct)
+                self._observe_call(now - start, len(admitted), _distinct_adapters(admitted))
+            for row, out in finished:
+                admission = admitted.pop(row)
+                self._resolve(
+                    row, out, admission.time, now - admission.time, len(running) + len(finished), admission.adapters
+                )
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -143,14 +130,16 @@ class DeviceWorker:
         m.batch_rows.observe(rows)
         m.batch_adapters.observe(adapters)
 
-    def _resolve(self, row: Row, out, start: float, elapsed: float, rows: int, adapters: int) -> None:
+    def _resolve(
+        self, row: Job, out: GenerationOutput, start: float, elapsed: float, rows: int, adapters: int
+    ) -> None:
         m = self.metrics
         m.queue_time.observe(start - row.arrival)
         m.generated_tokens.inc(out.generated_tokens)
         m.input_tokens.inc(out.input_tokens)
         row.payload.resolve(RowResult(out, start - row.arrival, elapsed, rows, adapters))
 
-    def _fail(self, rows: list[Row], error: Exception) -> None:
+    def _fail(self, rows: list[Job], error: Exception) -> None:
         log.error("model call with %d rows failed", len(rows), exc_info=error)
         self.metrics.batches.labels("error").inc()
         failure = BatchFailedError(f"generation failed for the batch holding this request: {error}")
@@ -158,5 +147,6 @@ class DeviceWorker:
             row.payload.fail(failure)
 
 
-def _with_rows(policy: BatchPolicy, rows: int) -> BatchPolicy:
-    return BatchPolicy(rows, policy.max_tokens, 0.0, policy.max_adapters, policy.per_adapter)
+def _distinct_adapters(rows) -> int:
+    """Distinct adapter versions among rows (the plain base counts as one)."""
+    return len({id(r.payload.entry) for r in rows})

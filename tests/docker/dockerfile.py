@@ -17,7 +17,6 @@ DOCKER_DIR = REPO_ROOT / "docker"
 DOCKERFILES = {"gpu": DOCKER_DIR / "Dockerfile", "cpu": DOCKER_DIR / "Dockerfile.cpu"}
 COMPOSE_FILE = DOCKER_DIR / "compose.yaml"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
-OTHER_INPUTTUNE_VARIABLES = {"INPUTTUNE_CACHE"}  # read by server.defaults, not a server setting
 
 
 def known_variable(name: str) -> bool:
@@ -25,7 +24,7 @@ def known_variable(name: str) -> bool:
     from server.settings import ServerSettings
 
     field = name.removeprefix("INPUTTUNE_").lower()
-    return name in OTHER_INPUTTUNE_VARIABLES or field in ServerSettings.model_fields
+    return field in ServerSettings.model_fields
 
 
 @dataclass

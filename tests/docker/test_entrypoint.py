@@ -29,7 +29,7 @@ import httpx
 import pytest
 import torch
 
-from server.defaults import default_model_and_adapters
+from server.demo import default_model_and_adapters
 
 from .compose import service, service_dockerfile, service_env
 from .dockerfile import DOCKERFILES, REPO_ROOT, Image, parse_dockerfile
@@ -125,9 +125,7 @@ class ContainerProcess:
 def prepare_your_model(env: dict[str, str], scratch: Path) -> str:
     """Fill the compose service's model folder, adapter folder and admin-key secret (mapped
     here) with the embedded default's base and adapters and a key; returns the key."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("INPUTTUNE_CACHE", str(scratch))
-        base, adapters = default_model_and_adapters()
+    base, adapters = default_model_and_adapters(scratch)
     Path(env["INPUTTUNE_MODEL"]).symlink_to(base, target_is_directory=True)  # mounted read-only
     shutil.copytree(adapters, env["INPUTTUNE_ADAPTER_DIR"])
     key = "test-admin-key-0123456789"

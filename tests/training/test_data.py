@@ -17,12 +17,12 @@ from training.data import (
     Example,
     core,
     linearize_triples,
-    load_books,
     load_task,
     load_user_files,
     resolve_data_dir,
 )
 from training.data.tasks import OVERNIGHT_DOMAINS
+from training.pretrain.books import load_books
 
 # --- fixture data, in the formats described by each folder's SOURCE.md --------------------------------
 

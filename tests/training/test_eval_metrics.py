@@ -6,13 +6,12 @@ import sys
 
 import pytest
 import sacrebleu
-import torch
 
 from adapters import GenerationParams
 from tests.conftest import TEXTS, make_model
+from training.common.metrics import ROUGE_MISSING, corpus_scores, reference_streams
 from training.data import EvalItem
 from training.evaluate import evaluate, format_table
-from training.metrics import ROUGE_MISSING, corpus_scores, reference_streams
 
 HYPS = [
     "the cat sat on the mat",
@@ -34,12 +33,7 @@ RAGGED = [  # 3, 1, 2 and 1 references
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 def _direct(hyps, streams):

@@ -1,29 +1,22 @@
-"""`python -m training.train_cli train|eval` (later `inputtune train|eval`): end to end and errors."""
+"""`inputtune train|eval` (``training/cli.py`` through ``server/cli/main.py``): end to end and errors."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-import torch
 
 from adapters import (
     AdaptedModel,
     GenerationParams,
 )
 from adapters.testing import build_random_base, save_base
+from server.cli.main import main
 from tests.training.test_train_smoke import reverse_task, write_jsonl
 from training.data import load_user_files
 from training.evaluate import evaluate
-from training.train_cli import main
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -232,8 +225,8 @@ def test_training_imports_without_server_web_stack_or_rouge():
     code = (
         "import sys\n"
         f"for name in {blocked!r}: sys.modules[name] = None\n"
-        "import training.train_cli, training.trainer, training.evaluate, training.metrics, training.bench_train\n"
-        "from training.metrics import corpus_scores\n"
+        "import training.cli, training.trainer, training.evaluate, training.common.metrics, training.bench\n"
+        "from training.common.metrics import corpus_scores\n"
         "assert corpus_scores(['a b'], [['a b']])['rougeL'] is None\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

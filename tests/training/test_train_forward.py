@@ -8,7 +8,8 @@ import torch
 from adapters import AdaptedModel, AdapterConfig, GenerationParams, random_adapter
 from adapters.module import InputAdapter
 from tests.conftest import TEXTS, make_model
-from training.batching import IGNORE_INDEX, collate, tokenize_examples
+from training.batching import collate, tokenize_examples
+from training.common.losses import IGNORE_INDEX
 from training.data import Example
 from training.forward import TrainModule
 
@@ -17,12 +18,7 @@ TARGETS = ["olleh", "a short output", "x", "?", "une phrase", "0", "twelve chars
 PROMPT = 5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 @pytest.fixture(scope="module", params=["t5", "gpt2"])

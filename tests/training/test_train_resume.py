@@ -13,13 +13,7 @@ from tests.training.test_train_smoke import dev_items, losses, run_training
 from training import trainer as trainer_module
 from training.batching import BatchStream
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 @pytest.mark.parametrize("method", ["input-tuning", "fine-tuning"])

@@ -12,21 +12,16 @@ import torch
 from adapters import AdaptedModel, BaseModel, GenerationParams, load_adapter
 from adapters.testing import build_random_base
 from tests.conftest import INIT_SCALE
-from training.config import TrainConfig
+from training.common.device import make_accelerator
+from training.config import AdapterTrainConfig
 from training.data import EvalItem, Example
 from training.output import FINE_TUNED_METADATA
-from training.trainer import Trainer, TrainResult, make_accelerator
+from training.trainer import Trainer, TrainResult
 
 PROBES = ["abcd", "hgfe", "aaab", "cafe", "bead"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models train fastest on one thread, and a busy machine cannot stall OpenMP barriers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/training/conftest.py
 
 
 def reverse_task(n: int, seed: int = 0) -> list[Example]:
@@ -64,7 +59,7 @@ def run_training(
     )
     settings.update(overrides)
     trainer = Trainer(
-        TrainConfig(**settings),
+        AdapterTrainConfig(**settings),
         base,
         reverse_task(160),
         dev,

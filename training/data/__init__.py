@@ -1,14 +1,12 @@
 """Task data for training and evaluation: (source, target) pairs and multi-reference eval items.
 
 `load_task(task, split)` reads a built-in task from the shared data folder (see `TASKS`),
-`load_user_files(path)` reads a user's JSONL/CSV pairs, `load_books()` the pretraining books.
+`load_user_files(path)` reads a user's JSONL/CSV pairs. (Pretraining's books are read by
+`training.pretrain.books`.) The data errors live in `training.errors` and are re-exported here.
 """
 
-from training.data.books import load_books
 from training.data.core import (
     DATA_DIR_ENV,
-    DataFormatError,
-    DataNotFoundError,
     EvalItem,
     Example,
     TaskSplit,
@@ -17,6 +15,7 @@ from training.data.core import (
 )
 from training.data.tasks import TASKS, TaskSpec, linearize_triples, load_task
 from training.data.user_files import load_user_files
+from training.errors import DataFormatError, DataNotFoundError
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -28,7 +27,6 @@ __all__ = [
     "TaskSpec",
     "TaskSplit",
     "linearize_triples",
-    "load_books",
     "load_task",
     "load_user_files",
     "normalize_whitespace",

@@ -1,4 +1,4 @@
-"""Records, errors, data-folder resolution and the grouping shared by every loader.
+"""Records, data-folder resolution and the grouping shared by every loader.
 
 A loader reads raw (source, target) pairs; `build_split` normalises whitespace, drops pairs
 with an empty side and groups references by source for evaluation.
@@ -7,22 +7,15 @@ with an empty side and groups references by source for evaluation.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DATA_DIR_ENV = "INPUTTUNE_DATA_DIR"
+from training.errors import ConfigError, DataFormatError, DataNotFoundError
+
+DATA_DIR_ENV = "INPUTTUNE_DATA_DIR"  # training.settings.TrainingSettings.data_dir, named for messages
 HOW_TO_POINT = f"pass --data-dir (data_dir=...) or set {DATA_DIR_ENV} to the folder holding e2e/, dart/, ..."
-
-
-class DataNotFoundError(FileNotFoundError):
-    """The data folder, or a file a loader expects in it, does not exist."""
-
-
-class DataFormatError(ValueError):
-    """A data file exists but a line or field in it is malformed."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +63,7 @@ def build_split(
     and only the examples of those sources.
     """
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be a positive number of sources or None, got {limit}")
+        raise ConfigError(f"limit must be a positive number of sources or None, got {limit}")
     examples: list[Example] = []
     references: dict[str, dict[str, None]] = {}  # source -> ordered set of references
     for raw_source, raw_target in pairs:
@@ -93,6 +86,13 @@ def _repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def _data_dir_setting() -> Path | None:
+    """$INPUTTUNE_DATA_DIR, read through the settings class (only when no folder is given)."""
+    from training.settings import TrainingSettings  # here, not at the top: see training/settings.py
+
+    return TrainingSettings().data_dir
+
+
 def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     """Find the shared data folder.
 
@@ -103,8 +103,8 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     """
     if data_dir is not None:
         candidates = [(Path(data_dir), "the data_dir argument")]
-    elif os.environ.get(DATA_DIR_ENV):
-        candidates = [(Path(os.environ[DATA_DIR_ENV]), f"${DATA_DIR_ENV}")]
+    elif (from_env := _data_dir_setting()) is not None:
+        candidates = [(from_env, f"${DATA_DIR_ENV}")]
     else:
         candidates = [
             (Path.cwd() / ".." / "shared" / "data", "default relative to the current directory"),

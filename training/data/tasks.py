@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from training.data.core import (
-    DataFormatError,
     TaskSplit,
     build_split,
     read_jsonl,
@@ -24,6 +23,7 @@ from training.data.core import (
     require_file,
     resolve_data_dir,
 )
+from training.errors import ConfigError, DataFormatError
 
 Pairs = list[tuple[str, str]]
 Reader = Callable[[Path, str], Pairs]
@@ -197,18 +197,18 @@ def load_task(
 
     `data_dir` is resolved by `resolve_data_dir`. `limit` keeps the first N distinct sources.
     `exclude_e2e` (DART only) drops DART's rows converted from E2E (its `source` field is "e2e").
-    Raises ValueError for an unknown task or split, DataNotFoundError for a missing file and
+    Raises ConfigError for an unknown task or split, DataNotFoundError for a missing file and
     DataFormatError for a malformed one.
     """
     spec = TASKS.get(task)
     if spec is None:
-        raise ValueError(f"unknown task '{task}': known tasks are {', '.join(TASKS)}")
+        raise ConfigError(f"unknown task '{task}': known tasks are {', '.join(TASKS)}")
     if split not in spec.splits:
-        raise ValueError(f"task '{task}' has no split '{split}': its splits are {', '.join(spec.splits)}")
+        raise ConfigError(f"task '{task}' has no split '{split}': its splits are {', '.join(spec.splits)}")
     read = spec.read
     if exclude_e2e:
         if task != "dart":
-            raise ValueError(
+            raise ConfigError(
                 f"exclude_e2e applies only to task 'dart' (it has E2E-derived rows), not '{task}'"
             )
         read = functools.partial(_read_dart, exclude_e2e=True)

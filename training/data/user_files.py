@@ -7,14 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from training.data.core import (
-    DataFormatError,
-    DataNotFoundError,
-    TaskSplit,
-    build_split,
-    normalize_whitespace,
-    read_jsonl,
-)
+from training.data.core import TaskSplit, build_split, normalize_whitespace, read_jsonl
+from training.errors import DataFormatError, DataNotFoundError
 
 FIELDS = ("source", "target")
 
