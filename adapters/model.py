@@ -19,6 +19,7 @@ from .apply import ApplyPath, apply_adapters
 from .bank import NO_ADAPTER, AdapterBank
 from .base import BaseModel, load_base
 from .decoding.params import GenerationOutput, GenerationParams
+from .decoding.sampling import RowDecoding
 from .decoding.static import generate_rows
 from .errors import InputTooLongError, InvalidInputError
 from .fileformat import check_compatible
@@ -107,10 +108,12 @@ class AdaptedModel:
         slot_ids: Sequence[int],
         params: GenerationParams | Sequence[GenerationParams] = DEFAULT_PARAMS,
         path: ApplyPath = "fast",
+        decodings: Sequence[RowDecoding] | None = None,
     ) -> list[GenerationOutput]:
         """Generate for a mixed batch: row b uses adapter slot ``slot_ids[b]`` (0 = none) and
         ``params[b]`` (or one GenerationParams for all rows). Each row gets exactly the output it
-        gets alone (greedy, beam search, and seeded sampling)."""
+        gets alone (greedy, beam search, and seeded sampling). ``decodings``: the rows' decoding
+        states when the caller keeps them (streamed rows)."""
         token_rows = self._tokens(inputs)
         n = len(token_rows)
         row_params = [params] * n if isinstance(params, GenerationParams) else list(params)
@@ -128,8 +131,9 @@ class AdaptedModel:
         groups = self._decode_groups(token_rows, slot_ids, row_params)
         results: list[GenerationOutput | None] = [None] * n
         for rows in groups:
+            states = [decodings[b] for b in rows] if decodings is not None else None
             for b, out in zip(
-                rows, self._decode(rows, embeds, mask, encoded, row_params, token_rows), strict=True
+                rows, self._decode(rows, embeds, mask, encoded, row_params, token_rows, states), strict=True
             ):
                 results[b] = out
         return results  # type: ignore[return-value]
@@ -167,7 +171,7 @@ class AdaptedModel:
                     f"{p.max_new_tokens}) but the model has {limit}: shorten the input or max_new_tokens"
                 )
 
-    def _decode(self, rows, embeds, mask, encoded, row_params, token_rows) -> list[GenerationOutput]:
+    def _decode(self, rows, embeds, mask, encoded, row_params, token_rows, states) -> list[GenerationOutput]:
         """One ``generate`` call for the batch rows ``rows`` (one group), on their share of the batch."""
         index = torch.tensor(rows, device=mask.device)
         sub_mask = mask.index_select(0, index)
@@ -177,12 +181,24 @@ class AdaptedModel:
         if encoded is not None:  # right-padded: the trailing columns go
             hidden = encoded.last_hidden_state.index_select(0, index)[:, :used]
             return generate_rows(
-                self.base.model, self.tokenizer, params, counts, sub_mask[:, :used], encoder_hidden=hidden
+                self.base.model,
+                self.tokenizer,
+                params,
+                counts,
+                sub_mask[:, :used],
+                encoder_hidden=hidden,
+                decodings=states,
             )
         start = sub_mask.shape[1] - used  # left-padded: the leading columns go
         sub_embeds = embeds.index_select(0, index)[:, start:]
         return generate_rows(
-            self.base.model, self.tokenizer, params, counts, sub_mask[:, start:], inputs_embeds=sub_embeds
+            self.base.model,
+            self.tokenizer,
+            params,
+            counts,
+            sub_mask[:, start:],
+            inputs_embeds=sub_embeds,
+            decodings=states,
         )
 
     # ------------------------------------------------------------------ scoring

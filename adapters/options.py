@@ -2,8 +2,9 @@
 or a help text is written once, on the field (``field(metadata={"help": ..., "group": ...})``).
 
 Like ``transformers.HfArgumentParser``, kept small: ``int``, ``float``, ``str``, ``bool``
-(``--x/--no-x``), their ``| None`` forms, ``tuple[str, ...]`` choices through ``metadata["choices"]``,
-and ``metadata["group"]`` for ``--help`` sections. Fields without a default are required options.
+(``--x/--no-x``), their ``| None`` forms, ``tuple[str, ...]`` (a repeatable option), choices through
+``metadata["choices"]``, and ``metadata["group"]`` for ``--help`` sections. Fields without a default
+are required options.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ from typing import Any
 _SCALARS = (int, float, str)
 
 
+def _is_tuple(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is tuple
+
+
 def _scalar_type(annotation: Any) -> type:
-    """int / float / str / bool of an annotation, unwrapping ``X | None``."""
+    """int / float / str / bool of an annotation, unwrapping ``X | None`` and ``tuple[X, ...]``."""
     if annotation in (*_SCALARS, bool):
         return annotation
+    if _is_tuple(annotation):
+        return _scalar_type(typing.get_args(annotation)[0])
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -69,6 +76,9 @@ def add_dataclass_options(
         kwargs: dict[str, Any] = {"dest": f.name}
         if kind is bool:
             kwargs.update(action=argparse.BooleanOptionalAction, default=bool(default))
+        elif _is_tuple(hints[f.name]):
+            kwargs.update(action="append", type=kind, default=None)
+            text = f"{text} (repeat the option for several)" if text else None
         else:
             kwargs.update(type=kind, default=default)
             if "choices" in meta:
@@ -84,6 +94,14 @@ def add_dataclass_options(
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
     """Build ``cls`` from the parsed options that name its fields (plus ``overrides``)."""
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.init and hasattr(args, f.name):
+            value = getattr(args, f.name)
+            if _is_tuple(hints[f.name]):
+                if value is None:
+                    continue  # not given: the field's default
+                value = tuple(value)
+            values[f.name] = value
     return cls(**(values | overrides))

@@ -7,22 +7,25 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from adapters import list_adapter_names
 
-from .api import errors
-from .api.routes import router
+from .api import errors, generate, openai, routes
 from .demo import resolve_model
-from .engine.engine import Engine
+from .engine.engine import Engine, single_intra_op_thread
 from .errors import SettingsError
 from .metrics import Metrics
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
+
+GENERATION_PATHS = frozenset({"/", "/generate", "/generate_stream", "/v1/completions", "/v1/chat/completions"})
 
 
 def resolve_paths(settings: ServerSettings) -> tuple[str, Path]:
@@ -50,9 +53,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(thread_name_prefix="inputtune-io", initializer=single_intra_op_thread)
+        )
+        engine.start()
+
         async def load() -> None:
             try:
-                await asyncio.to_thread(engine.start)
+                await asyncio.to_thread(engine.wait_started)
             except BaseException as e:
                 if on_fatal is not None:
                     on_fatal(e)
@@ -87,23 +95,48 @@ def create_app(
     app.state.metrics = metrics
     app.state.admin_key = settings.resolved_admin_key()
     errors.install(app)
-    app.include_router(router)
+    app.include_router(routes.router)
+    app.include_router(generate.router)
+    app.include_router(openai.router)
+    app.add_middleware(RequestObserver, metrics=metrics)
+    return app
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        """Echo (or assign) X-Request-Id; count every /generate request by adapter and status,
-        validation failures included."""
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+
+class RequestObserver:
+    """Echo (or assign) ``X-Request-Id`` on every response; count every generation request by adapter
+    and status with its latency, validation failures included. ASGI middleware (not Starlette's
+    BaseHTTPMiddleware), so a streamed response is timed to its end and a disconnected stream is
+    counted with the status its route leaves in ``request.state.status`` (499)."""
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+        state = scope.setdefault("state", {})
         started = time.perf_counter()
         status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            response.headers["x-request-id"] = request_id
-            return response
-        finally:
-            if request.url.path == "/generate":
-                adapter = request.query_params.get("adapter")
-                metrics.observe_request(adapter, status, time.perf_counter() - started)
 
-    return app
+        async def send_with_id(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if scope["path"] in GENERATION_PATHS and scope["method"] == "POST":
+                adapter = state.get("adapter", _query_adapter(scope))
+                self.metrics.observe_request(adapter, state.get("status", status), time.perf_counter() - started)
+
+
+def _query_adapter(scope) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("adapter")
+    return values[0] if values else None

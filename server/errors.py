@@ -14,6 +14,10 @@ class InvalidRequestError(InputtuneError):
     """A request that is well-formed JSON but asks for something the API does not take."""
 
 
+class UnsupportedConversationError(InputtuneError):
+    """A chat request an adapter cannot take (more than one user turn, a system prompt, images)."""
+
+
 class TooManyInputsError(InputtuneError):
     """More texts in one request than ``max_inputs_per_request``."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -57,6 +58,29 @@ class Metrics:
             ["tier", "event"],
             registry=r,
         )
+        self.cancelled_rows = Counter(
+            "inputtune_cancelled_rows_total",
+            "Rows dropped because their caller went away (disconnected, timed out), by where they were",
+            ["stage"],
+            registry=r,
+        )
+        self.time_to_first_token = Histogram(
+            "inputtune_time_to_first_token_seconds",
+            "Streamed requests: from arrival to the first token sent",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        # What adapter-aware routers scrape (the Gateway API inference extension's model-server
+        # protocol): queue and batch occupancy, and which adapters are running and waiting.
+        self.requests_waiting = Gauge("inputtune_requests_waiting", "Rows queued for the device", registry=r)
+        self.requests_running = Gauge("inputtune_requests_running", "Rows on the device", registry=r)
+        self.adapter_info = Gauge(
+            "inputtune_adapter_requests_info",
+            "Adapters of the running and the waiting rows (comma-separated, bounded by "
+            "metrics_max_adapter_labels); the value is the time of the reading",
+            ["running_adapters", "waiting_adapters", "max_adapters"],
+            registry=r,
+        )
         self.generated_tokens = Counter("inputtune_generated_tokens_total", "Tokens generated", registry=r)
         self.input_tokens = Counter("inputtune_input_tokens_total", "Input tokens processed", registry=r)
         self._max_labels = max_adapter_labels
@@ -79,6 +103,20 @@ class Metrics:
         label = self.adapter_label(adapter)
         self.requests.labels(label, str(status)).inc()
         self.latency.labels(label, str(status)).observe(seconds)
+
+    def set_occupancy(
+        self, running: list[str | None], waiting: list[str | None], max_adapters: int
+    ) -> None:
+        """Rows and adapters on the device and in the queue (names; None = the plain base)."""
+        self.requests_running.set(len(running))
+        self.requests_waiting.set(len(waiting))
+
+        def names(rows: list[str | None]) -> str:
+            distinct = sorted({n for n in rows if n is not None})
+            return ",".join(distinct[: self._max_labels])
+
+        self.adapter_info.clear()  # one label set at a time: no stale series, bounded cardinality
+        self.adapter_info.labels(names(running), names(waiting), str(max_adapters)).set(time.time())
 
     def cache_event(self, tier: str, event: str) -> None:
         self.cache.labels(tier, event).inc()

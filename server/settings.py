@@ -34,6 +34,11 @@ class ServerSettings(BaseSettings):
     adapter_dir: Path | None = Field(
         None, description="Folder of <name>.safetensors adapters; empty = the demo's adapters"
     )
+    served_model_name: str | None = Field(
+        None,
+        description="The base model's id on the OpenAI routes (GET /v1/models); empty = its folder's name, "
+        "'inputtune-demo' for the embedded demo",
+    )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: str = Field("auto", description="auto | float32 | bfloat16 | float16 (GPU only)")
     warmup: bool = Field(True, description="Run one small generation at start-up before /ready turns 200")

@@ -20,7 +20,6 @@ from typing import Any, Generic, TypeVar
 import torch
 import torch.nn.functional as F
 
-from ..text import decode_text
 from .params import GenerationOutput, GenerationParams
 from .sampling import RowDecoding, TokenChooser
 from .t5_step import CONTINUOUS_TYPES, StepDecoder
@@ -84,11 +83,17 @@ class ContinuousBatch(Generic[K]):
         input_ids: Sequence[Sequence[int]],
         slot_ids: Sequence[int],
         params: Sequence[GenerationParams],
+        decodings: Sequence[RowDecoding] | None = None,
     ) -> None:
-        """Apply the rows' adapters, run ONE encoder pass for them, and join them to the batch."""
+        """Apply the rows' adapters, run ONE encoder pass for them, and join them to the batch.
+
+        ``decodings``: the rows' decoding states when the caller keeps them (to read a streamed row's
+        tokens as they come); by default fresh ones from ``params``."""
         for p in params:
             if p.num_beams != 1:
                 raise ValueError("continuous batching runs greedy and sampled rows; use generate() for beams")
+        if decodings is None:
+            decodings = [RowDecoding.start(p, self.model.tokenizer) for p in params]
         embeds, mask = self.model.embed(input_ids, slot_ids)  # (n, S', D), (n, S')
         encoded = self.model.base.model.get_encoder()(
             inputs_embeds=embeds, attention_mask=mask
@@ -110,8 +115,7 @@ class ContinuousBatch(Generic[K]):
         seen[:, self.start] = True  # the decoder start token counts as seen, as in transformers
         self.seen = torch.cat([self.seen, seen])
         joining = [
-            Running(key, RowDecoding.start(p), len(ids))
-            for key, ids, p in zip(keys, input_ids, params, strict=True)
+            Running(key, decoding, len(ids)) for key, ids, decoding in zip(keys, input_ids, decodings, strict=True)
         ]
         self.rows += joining
         self.chooser = self.chooser.concatenate(
@@ -128,12 +132,14 @@ class ContinuousBatch(Generic[K]):
             self.last, self.self_cache, self.self_mask, self.cross_cache, self.cross_mask
         )
         generated = torch.tensor([len(r.tokens) for r in self.rows], device=self.device)
-        tokens = self.chooser.choose(self.chooser.adjust(logits, self.seen, generated))
+        adjusted = self.chooser.adjust(logits, self.seen, generated)
+        tokens = self.chooser.choose(adjusted)
+        logprobs = self.chooser.logprobs(adjusted, tokens) if self.chooser.wants_logprobs else None
         finished: list[tuple[K, GenerationOutput]] = []
         keep: list[int] = []
         for b, (row, token) in enumerate(zip(self.rows, tokens.tolist(), strict=True)):
-            if row.decoding.push(token, self.eos):
-                finished.append((row.key, self._output(row)))
+            if row.decoding.push(token, self.eos, logprobs[b] if logprobs else None):
+                finished.append((row.key, row.decoding.output(self.model.tokenizer, row.input_tokens)))
             else:
                 keep.append(b)
         self.seen[torch.arange(len(self.rows), device=self.device), tokens] = True
@@ -141,6 +147,12 @@ class ContinuousBatch(Generic[K]):
         if len(keep) < len(self.rows):
             self._keep(keep)
         return finished
+
+    def drop(self, keys: set[K]) -> None:
+        """Remove the rows of ``keys`` (cancelled by their callers) before the next step."""
+        keep = [b for b, row in enumerate(self.rows) if row.key not in keys]
+        if len(keep) < len(self.rows):
+            self._keep(keep)
 
     def _keep(self, keep: list[int]) -> None:
         """Drop finished rows, then the padding columns no remaining row needs."""
@@ -166,12 +178,6 @@ class ContinuousBatch(Generic[K]):
             (k.index_select(0, index)[:, :, :used], v.index_select(0, index)[:, :, :used])
             for k, v in self.cross_cache
         ]
-
-    def _output(self, row: Running[K]) -> GenerationOutput:
-        d = row.decoding
-        assert d.finish_reason is not None
-        text = decode_text(self.model.tokenizer, d.tokens)
-        return GenerationOutput(text, list(d.tokens), row.input_tokens, len(d.tokens), d.finish_reason, d.seed)
 
 
 def _pad_cat(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from ..errors import InvalidParametersError
 
 MAX_SEED = 2**63 - 1
+MAX_STOP_SEQUENCES = 16
+MAX_STOP_CHARS = 256
+MAX_LOGPROBS = 20
 
 
 def _help(text: str) -> dict[str, str]:
@@ -31,6 +34,13 @@ class GenerationParams:
     top_k: int = field(default=0, metadata=_help("sample among the k most likely tokens (0 = off)"))
     repetition_penalty: float = field(default=1.0, metadata=_help("> 1 discourages repeating tokens"))
     seed: int | None = field(default=None, metadata=_help("seed of the row's sampling stream"))
+    stop: tuple[str, ...] = field(
+        default=(), metadata=_help("stop sequences: the row ends where its text first holds one (not returned)")
+    )
+    logprobs: int | None = field(
+        default=None,
+        metadata=_help("return each token's log-probability and this many most likely alternatives"),
+    )
 
     def __post_init__(self) -> None:
         checks = [
@@ -50,6 +60,22 @@ class GenerationParams:
                 not (self.do_sample and self.num_beams > 1),
                 "do_sample cannot be combined with num_beams > 1: use sampling or beam search",
             ),
+            (
+                isinstance(self.stop, tuple) and len(self.stop) <= MAX_STOP_SEQUENCES,
+                f"stop takes at most {MAX_STOP_SEQUENCES} sequences",
+            ),
+            (
+                all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_CHARS for s in self.stop),
+                f"each stop sequence must be 1 to {MAX_STOP_CHARS} characters",
+            ),
+            (
+                self.logprobs is None or 0 <= self.logprobs <= MAX_LOGPROBS,
+                f"logprobs must be in [0, {MAX_LOGPROBS}], got {self.logprobs}",
+            ),
+            (
+                self.num_beams == 1 or (self.logprobs is None and not self.stop),
+                "beam search returns neither logprobs nor stops at stop sequences: use num_beams=1",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -67,13 +93,22 @@ class GenerationParams:
 
 
 @dataclass
+class TokenLogprob:
+    """A generated token's log-probability and the row's most likely alternatives (id, logprob)."""
+
+    logprob: float
+    top: list[tuple[int, float]]
+
+
+@dataclass
 class GenerationOutput:
-    """One row's result."""
+    """One row's result. ``finish_reason``: "eos" (the model ended it), "length" (max_new_tokens)
+    or "stop" (a stop sequence; ``text`` ends before it). ``logprobs``: one per token, when asked."""
 
     text: str
     token_ids: list[int]
     input_tokens: int
     generated_tokens: int
-    finish_reason: str  # "eos" or "length"
+    finish_reason: str
     seed: int | None = None
-    extra: dict = field(default_factory=dict)
+    logprobs: list[TokenLogprob] | None = None

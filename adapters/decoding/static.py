@@ -18,8 +18,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import BaseModelOutput
 
-from ..text import decode_text
-from .params import GenerationOutput, GenerationParams
+from .params import GenerationOutput, GenerationParams, TokenLogprob
 from .sampling import RowDecoding, TokenChooser
 
 
@@ -35,6 +34,7 @@ class PolicyProcessor(LogitsProcessor):
         self.chooser = chooser
         self.max_new = max_new
         self.start_len: int | None = None
+        self.logprobs: list[list[TokenLogprob | None]] = []  # per step, per row (rows that asked)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.start_len is None:
@@ -46,6 +46,11 @@ class PolicyProcessor(LogitsProcessor):
         adjusted = self.chooser.adjust(scores, seen, step)
         adjusted = adjusted.clone() if adjusted is scores else adjusted
         drawn = self.chooser.sample(adjusted)
+        if self.chooser.wants_logprobs:  # the token each row gets: its draw, or greedy
+            chosen = adjusted.argmax(-1)
+            if drawn is not None:
+                chosen[drawn[0]] = drawn[1]
+            self.logprobs.append(self.chooser.logprobs(adjusted, chosen))
         if drawn is not None:
             rows, tokens = drawn
             adjusted[rows] = float("-inf")
@@ -68,16 +73,18 @@ def generate_rows(
     *,
     encoder_hidden: torch.Tensor | None = None,
     inputs_embeds: torch.Tensor | None = None,
+    decodings: Sequence[RowDecoding] | None = None,
 ) -> list[GenerationOutput]:
     """Run one ``generate`` call for rows that share a group key (``GenerationParams.group_key``).
 
     model/tokenizer: the frozen base's. Give ``encoder_hidden`` (B, S, D) for an encoder-decoder
     base whose encoder already ran, or ``inputs_embeds`` (B, T', D) (the decoder-only input, or an
     encoder-decoder's encoder input); ``attention_mask`` is their mask. ``input_tokens`` counts each
-    row's source tokens (for the output's details).
+    row's source tokens (for the output's details). ``decodings``: the rows' decoding states when the
+    caller keeps them (a streamed row's events come all at the end on this path).
     """
     num_beams = params[0].num_beams
-    rows = [RowDecoding.start(p) for p in params]
+    rows = list(decodings) if decodings is not None else [RowDecoding.start(p, tokenizer) for p in params]
     eos = tokenizer.eos_token_id
     chooser = TokenChooser(rows, eos, attention_mask.device, beams=num_beams)
     config = GenerationConfig(
@@ -100,11 +107,7 @@ def generate_rows(
         out = model.generate(inputs_embeds=inputs_embeds, attention_mask=attention_mask, **kwargs)
     sequences = out[:, 1:] if model.config.is_encoder_decoder else out  # drop the decoder start token
     outputs = []
-    for row, sequence, count in zip(rows, sequences.tolist(), input_tokens, strict=True):
-        row.replay(sequence, eos)
-        assert row.finish_reason is not None
-        text = decode_text(tokenizer, row.tokens)
-        outputs.append(
-            GenerationOutput(text, row.tokens, count, len(row.tokens), row.finish_reason, row.seed)
-        )
+    for b, (row, sequence, count) in enumerate(zip(rows, sequences.tolist(), input_tokens, strict=True)):
+        row.replay(sequence, eos, [step[b] for step in processor.logprobs])
+        outputs.append(row.output(tokenizer, count))
     return outputs

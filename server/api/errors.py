@@ -29,6 +29,7 @@ from ..errors import (
     QueueFullError,
     RequestTimeoutError,
     TooManyInputsError,
+    UnsupportedConversationError,
     UploadTooLargeError,
 )
 
@@ -47,6 +48,7 @@ MAPPING: list[tuple[type[BaseException], int, str, dict[str, str] | None]] = [
     (InvalidParametersError, 422, "invalid_parameters", None),
     (InvalidRequestError, 422, "invalid_request", None),
     (InvalidInputError, 422, "invalid_request", None),
+    (UnsupportedConversationError, 400, "invalid_conversation", None),
     (AdminDisabledError, 403, "admin_disabled", None),
     (ForbiddenError, 403, "forbidden", None),
     (QueueFullError, 429, "overloaded", {"Retry-After": "1"}),
@@ -69,11 +71,18 @@ def classify(error: BaseException) -> tuple[int, str, str, dict[str, str] | None
     )
 
 
-def error_response(error: BaseException) -> JSONResponse:
+def body(request: Request, status: int, error_type: str, message: str) -> dict:
+    """The error body in the request's API shape: OpenAI's on /v1, the native one elsewhere."""
+    if request.url.path.startswith("/v1/"):
+        return {"error": {"message": message, "type": error_type, "param": None, "code": status}}
+    return {"error": message, "error_type": error_type}
+
+
+def error_response(request: Request, error: BaseException) -> JSONResponse:
     status, error_type, message, headers = classify(error)
     if status == 500:
         log.error("unhandled error", exc_info=error)
-    return JSONResponse({"error": message, "error_type": error_type}, status_code=status, headers=headers)
+    return JSONResponse(body(request, status, error_type, message), status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -87,21 +96,19 @@ def _validation_message(exc: RequestValidationError) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(
-            {"error": _validation_message(exc), "error_type": "invalid_request"}, status_code=422
-        )
+        return JSONResponse(body(request, 422, "invalid_request", _validation_message(exc)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error_type = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse(
-            {"error": str(exc.detail), "error_type": error_type},
+            body(request, exc.status_code, error_type, str(exc.detail)),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
 
     async def _known(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(exc)
+        return error_response(request, exc)
 
     handled: list[type[Exception]] = [*(cast(type[Exception], entry[0]) for entry in MAPPING), Exception]
     for cls in handled:

@@ -1,97 +1,23 @@
-"""HTTP routes. Validation and error mapping live here; the engine does the work."""
+"""The routes around generation: adapters (list, describe, upload, delete), health, readiness,
+metrics. The generation routes are in ``generate.py`` (native/TGI) and ``openai.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 
-from adapters import GenerationParams, InvalidParametersError, NotSafetensorsError, validate_name
+from adapters import NotSafetensorsError, validate_name
 
-from ..engine.types import RowResult
-from ..errors import (
-    AdminDisabledError,
-    ForbiddenError,
-    InvalidRequestError,
-    TooManyInputsError,
-    UploadTooLargeError,
-)
-from ..settings import ServerSettings
+from ..errors import AdminDisabledError, ForbiddenError, UploadTooLargeError
+from .common import ERRORS
 from .deps import AdminKeyDep, EngineDep, MetricsDep, SettingsDep
-from .schemas import AdapterInfo, Details, ErrorBody, GenerateRequest, GenerateResponse
+from .schemas import AdapterInfo, ErrorBody
 
 router = APIRouter()
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (403, 404, 413, 422, 429, 500, 503)
-}
-
-
-def _params(body: GenerateRequest, settings: ServerSettings) -> GenerationParams:
-    """The request's decoding settings within this server's caps."""
-    params = body.parameters.generation_params(settings.default_max_new_tokens)
-    if params.max_new_tokens > settings.max_new_tokens:
-        raise InvalidParametersError(
-            f"max_new_tokens={params.max_new_tokens} exceeds this server's cap of {settings.max_new_tokens}: "
-            "ask for fewer tokens"
-        )
-    if params.num_beams > settings.max_num_beams:
-        raise InvalidParametersError(
-            f"num_beams={params.num_beams} exceeds this server's cap of {settings.max_num_beams}"
-        )
-    return params
-
-
-def _texts(body: GenerateRequest, settings: ServerSettings) -> list[str]:
-    texts = [body.inputs] if isinstance(body.inputs, str) else list(body.inputs)
-    if not texts:
-        raise InvalidRequestError("inputs is an empty list: send at least one text")
-    if len(texts) > settings.max_inputs_per_request:
-        raise TooManyInputsError(
-            f"{len(texts)} inputs in one request exceed the cap of "
-            f"{settings.max_inputs_per_request}: split the list"
-        )
-    for i, text in enumerate(texts):
-        if not text.strip():
-            raise InvalidRequestError(f"input {i} is empty: send non-empty text")
-    return texts
-
-
-def _response(result: RowResult, adapter: str | None) -> GenerateResponse:
-    out = result.output
-    return GenerateResponse(
-        generated_text=out.text,
-        adapter=adapter,
-        details=Details(
-            input_tokens=out.input_tokens,
-            generated_tokens=out.generated_tokens,
-            finish_reason=out.finish_reason,  # type: ignore[arg-type]
-            queue_ms=round(result.queue_s * 1000, 3),
-            inference_ms=round(result.inference_s * 1000, 3),
-            batch_rows=result.batch_rows,
-            batch_adapters=result.batch_adapters,
-            seed=out.seed,
-        ),
-    )
-
-
-@router.post("/generate", response_model=GenerateResponse | list[GenerateResponse], responses=ERRORS)
-async def generate(
-    body: GenerateRequest,
-    engine: EngineDep,
-    settings: SettingsDep,
-    adapter: Annotated[str | None, Query(description="Adapter name; omit for the plain base model")] = None,
-):
-    """Generate with one adapter (or the base model). List inputs give a list of results."""
-    if adapter is not None:
-        validate_name(adapter)
-    texts = _texts(body, settings)
-    params = _params(body, settings)
-    results = await engine.generate(adapter, texts, params, truncate=body.parameters.truncate)
-    responses = [_response(r, adapter) for r in results]
-    return responses[0] if isinstance(body.inputs, str) else responses
 
 
 @router.get("/adapters", response_model=list[AdapterInfo])
@@ -175,5 +101,5 @@ async def ready(engine: EngineDep):
 
 @router.get("/metrics")
 async def metrics(engine: EngineDep, m: MetricsDep) -> Response:
-    m.queue_depth.set(engine.queue_depth())
+    engine.update_metrics()
     return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -9,6 +9,7 @@ BENCHMARKS = {  # name -> (module, help)
     "batching": ("server.perf.bench.batching", "mixed-adapter batches vs single-adapter, sequential, naive"),
     "coldload": ("server.perf.bench.coldload", "disk -> device latency of cold adapters"),
     "report": ("server.perf.bench.report", "regenerate docs/performance.md (load tests over HTTP)"),
+    "frontends": ("server.perf.bench.frontends", "streaming and the native/TGI/OpenAI front ends on the demo"),
     "train": ("training.bench", "training throughput (tokens/s) of each method on a random base"),
     "pretrain": ("training.pretrain.bench", "the pretraining recipe's parts: tokenizer, data, steps"),
 }

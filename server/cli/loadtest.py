@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from ..perf.errors import LoadTestError
+from ..perf.loadtest.apis import APIS
 from ..perf.loadtest.client import run_load, verify
 from ..perf.loadtest.plan import LoadSpec
 from ..perf.loadtest.sweep import plot, sweep
@@ -54,6 +55,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="afterwards re-send N answered requests alone and require identical text (greedy)",
     )
+    p.add_argument(
+        "--api",
+        choices=APIS,
+        default="native",
+        help="front end: native (/generate), tgi (POST / with adapter_id), openai (/v1/completions)",
+    )
+    p.add_argument(
+        "--stream", action="store_true", help="streamed answers: also time to first token and between tokens"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of the text report")
     p.add_argument("--no-progress", action="store_true")
 
@@ -68,6 +78,15 @@ def resolve_adapters(url: str, value: str) -> list[str | None]:
     if not names:
         raise LoadTestError(f"the server at {url} has no adapters; pass --adapters _base to load the base model")
     return names if value == "all" else names[: int(value)]
+
+
+def base_model_id(url: str) -> str:
+    """The served base model's id (the model without a parent on GET /v1/models)."""
+    try:
+        models = httpx.get(url + "/v1/models", timeout=30).json()["data"]
+        return next(m["id"] for m in models if m.get("parent") is None)
+    except (httpx.HTTPError, ValueError, KeyError, StopIteration) as e:
+        raise LoadTestError(f"could not find the base model's id at {url}/v1/models: {e}") from e
 
 
 def load_inputs(args: argparse.Namespace) -> list[str]:
@@ -101,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
         poisson=not args.fixed_rate,
         seed=args.seed,
         timeout_s=args.timeout,
+        api=args.api,
+        stream=args.stream,
+        base_id=base_model_id(args.url) if args.api == "openai" else None,
     )
     log = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     if args.sweep:
@@ -117,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     outcomes = asyncio.run(run_load(spec, progress=not args.no_progress))
     summary = summarize(outcomes, args.rate)
     if args.verify:
-        summary["verify_problems"] = asyncio.run(verify(args.url, outcomes, params, args.verify, args.seed))
+        summary["verify_problems"] = asyncio.run(verify(spec, outcomes, args.verify))
         summary["verified"] = args.verify
     print(json.dumps(summary) if args.json else format_report(summary))
     if args.verify and not args.json:

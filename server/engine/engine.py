@@ -16,7 +16,8 @@ import asyncio
 import copy
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,14 +25,15 @@ import torch
 
 from adapters import AdaptedModel, GenerationParams, InputTooLongError, encode_sources
 from adapters.decoding import continuous_supported
+from adapters.decoding.sampling import RowDecoding, StreamToken
 from adapters.decoding.t5_step import CONTINUOUS_TYPES, StepDecoder
 
 from ..errors import NotReadyError, RequestTimeoutError
 from ..metrics import Metrics
 from ..settings import ServerSettings
-from .cache import AdapterCache
+from .cache import AdapterCache, AdapterEntry
 from .queue import BatchPolicy, PendingQueue, Row
-from .types import Pending, RowResult
+from .types import Event, Outbox, Pending, RowResult
 from .worker import DeviceWorker
 
 log = logging.getLogger(__name__)
@@ -60,16 +62,42 @@ class Engine:
         self.cache: AdapterCache | None = None
         self.queue: PendingQueue[Pending] = PendingQueue(settings.max_queue)
         self.ready = threading.Event()
+        self._booted = threading.Event()
         self.stopping = False
         self.load_error: BaseException | None = None
         self.worker: DeviceWorker | None = None
         self._thread: threading.Thread | None = None
         self._tokenizer = None
+        self.started_at = time.time()
 
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        """Load the model, preload/pin adapters, warm up, start the device thread (blocking)."""
+        """Start the device thread: it loads the model, preloads/pins adapters, warms up, then serves.
+
+        Everything that runs the model runs on that one thread. On a CPU, torch's OpenMP keeps one
+        pool of worker threads per thread that calls it, and with more pool threads than cores every
+        pool stops spin-waiting: a decoder step of the demo model took 3.5x longer on a second thread
+        than on the first (``docs/performance.md``). Other threads run torch with one intra-op thread
+        (``single_intra_op_thread``)."""
+        self._thread = threading.Thread(target=self._boot_and_run, name="inputtune-device", daemon=True)
+        self._thread.start()
+
+    def wait_started(self) -> None:
+        """Block until the model is loaded and the device serves (or raise the start-up error)."""
+        self._booted.wait()
+        if self.load_error is not None:
+            raise self.load_error
+
+    def _boot_and_run(self) -> None:
+        try:
+            self._boot()
+        finally:
+            self._booted.set()
+        if self.worker is not None:
+            self.worker.run()
+
+    def _boot(self) -> None:
         try:
             s = self.settings
             torch.set_grad_enabled(False)
@@ -107,8 +135,6 @@ class Engine:
                 per_adapter=s.batching == "per-adapter",
             )
             self.worker = DeviceWorker(model, self.cache, self.queue, self.metrics, policy, continuous)
-            self._thread = threading.Thread(target=self.worker.run, name="inputtune-device", daemon=True)
-            self._thread.start()
             self.ready.set()
             log.debug(
                 "ready: model %s on %s (%s), %d adapters in %s, %d preloaded",
@@ -122,19 +148,21 @@ class Engine:
         except BaseException as e:
             self.load_error = e
             log.exception("start-up failed")
-            raise
 
     def stop(self, timeout_s: float) -> None:
         """Finish queued rows within ``timeout_s``, then fail whatever is left with 503."""
         self.stopping = True
         self.ready.clear()
         self.queue.close()
+        self._booted.wait()  # a server stopped while loading finishes loading first
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 log.warning("drain timeout (%.1f s) reached with work queued", timeout_s)
+        left = Outbox()
         for row in self.queue.drain():
-            row.payload.fail(NotReadyError("the server shut down before this request ran"))
+            left.put(row.payload, NotReadyError("the server shut down before this request ran"))
+        left.flush()
 
     def status(self) -> EngineStatus:
         if self.ready.is_set() and self.model is not None:
@@ -146,8 +174,47 @@ class Engine:
             reason = "shutting down" if self.stopping else "the model is loading"
         return EngineStatus(False, self.model_path, reason=reason)
 
+    @property
+    def model_id(self) -> str:
+        """The base model's id on the OpenAI routes."""
+        if self.settings.served_model_name:
+            return self.settings.served_model_name
+        if self.settings.model is None:
+            return "inputtune-demo"
+        return Path(self.model_path).name or self.model_path
+
+    def model_cards(self) -> tuple[dict, list[dict]]:
+        """The base model's card and every adapter file's (OpenAI's model objects; blocking)."""
+        cache = self._loaded()[1]
+        base = {"id": self.model_id, "created": int(self.started_at), "root": self.model_path, "parent": None}
+        adapters = []
+        for name in cache.names_on_disk():
+            try:
+                created = int(cache.path(name).stat().st_mtime)
+            except OSError:
+                continue  # removed meanwhile
+            adapters.append({"id": name, "created": created, "root": name, "parent": self.model_id})
+        return base, adapters
+
+    @property
+    def tokenizer(self):
+        """The front's tokenizer (token texts for logprobs and details; the device thread has its own)."""
+        if self._tokenizer is None:
+            raise NotReadyError("the model is still loading")
+        return self._tokenizer
+
     def queue_depth(self) -> int:
         return len(self.queue)
+
+    def update_metrics(self) -> None:
+        """Refresh the occupancy gauges (read at scrape time: rows and adapters running and waiting)."""
+        running = self.worker.running if self.worker is not None else ()
+        self.metrics.queue_depth.set(len(self.queue))
+        self.metrics.set_occupancy(
+            [_name(r.payload.entry) for r in running],
+            [_name(r.payload.entry) for r in self.queue.snapshot()],
+            self.settings.device_slots,
+        )
 
     def _loaded(self) -> tuple[AdaptedModel, AdapterCache]:
         """The model and cache once loading is done and the server is not draining; else NotReadyError."""
@@ -182,14 +249,24 @@ class Engine:
 
     # ------------------------------------------------------------------ requests (event loop)
 
-    async def generate(
-        self, adapter: str | None, texts: Sequence[str], params: GenerationParams, truncate: bool = False
-    ) -> list[RowResult]:
+    async def submit(
+        self,
+        adapter: str | None,
+        texts: Sequence[str],
+        params: GenerationParams | Sequence[GenerationParams],
+        truncate: bool | int = False,
+        stream: bool = False,
+    ) -> list[RowStream]:
+        """Queue one row per text (``params`` one for all, or one per text) and return their streams.
+
+        Raises before anything is queued when the request cannot run (unknown adapter, input too
+        long, queue full, not ready), so a caller can still answer with a plain error."""
         model, cache = self._loaded()
         entry = None
         if adapter is not None:
             entry = cache.cached(adapter) or await asyncio.to_thread(cache.resolve, adapter)
         ids = self.encode(model, texts, truncate)
+        row_params = [params] * len(ids) if isinstance(params, GenerationParams) else list(params)
         loop = asyncio.get_running_loop()
         prompt = entry.prompt_length if entry else 0
         rows = [
@@ -197,26 +274,39 @@ class Engine:
                 tokens=len(r) + prompt,
                 adapter=entry,
                 pinned=bool(entry and entry.pinned),
-                payload=Pending(r, entry, params, loop.create_future(), loop),
+                payload=Pending(
+                    r, entry, RowDecoding.start(p, model.tokenizer, stream), asyncio.Queue(), loop, stream
+                ),
             )
-            for r in ids
+            for r, p in zip(ids, row_params, strict=True)
         ]
         self.queue.put(rows)
         self.metrics.queue_depth.set(len(self.queue))
-        futures = [row.payload.future for row in rows]
-        try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), self.settings.request_timeout_s))
-        except TimeoutError as e:
-            for row in rows:
-                row.cancelled = True
-            raise RequestTimeoutError(
-                f"the request waited more than {self.settings.request_timeout_s:.0f} s: "
-                "the server is overloaded"
-            ) from e
+        return [RowStream(row, self.metrics, self.settings.request_timeout_s) for row in rows]
 
-    def encode(self, model: AdaptedModel, texts: Sequence[str], truncate: bool) -> list[list[int]]:
+    async def generate(
+        self,
+        adapter: str | None,
+        texts: Sequence[str],
+        params: GenerationParams | Sequence[GenerationParams],
+        truncate: bool | int = False,
+    ) -> list[RowResult]:
+        """Every row's result (a non-streamed answer is a stream collected); rows still running are
+        cancelled if the caller goes away or one of them fails."""
+        streams = await self.submit(adapter, texts, params, truncate)
+        try:
+            return list(await asyncio.gather(*(s.result() for s in streams)))
+        finally:
+            for s in streams:
+                s.cancel()
+
+    def encode(self, model: AdaptedModel, texts: Sequence[str], truncate: bool | int) -> list[list[int]]:
+        """Token ids of the texts; an input longer than the limit is refused, or with ``truncate``
+        cut to it (``truncate`` N: to N tokens), keeping its closing EOS/separator."""
         ids = encode_sources(self._tokenizer, texts, model.is_encoder_decoder)
         limit = self.settings.max_input_tokens
+        if truncate is not True and truncate:  # an int: the caller's own limit, within the server's
+            limit = min(limit, max(2, int(truncate)))
         for i, row in enumerate(ids):
             if len(row) > limit:
                 if not truncate:
@@ -226,3 +316,88 @@ class Engine:
                     )
                 ids[i] = row[: limit - 1] + row[-1:]  # keep the closing EOS/separator
         return ids
+
+
+def _name(entry: AdapterEntry | None) -> str | None:
+    return None if entry is None else entry.name
+
+
+class RowStream:
+    """The event-loop side of one queued row: its tokens as they come (streamed rows), then its result.
+
+    ``cancel()`` (or leaving ``tokens()`` early) tells the device thread to drop the row: from the
+    queue before it runs, or from the running batch before the next step.
+    """
+
+    def __init__(self, row: Row[Pending], metrics: Metrics, timeout_s: float) -> None:
+        self.row = row
+        self.metrics = metrics
+        self.timeout_s = timeout_s
+        self._deadline = asyncio.get_running_loop().time() + timeout_s
+        self._ahead: Event | None = None  # an event taken from the queue early (to see the end coming)
+        self._result: RowResult | None = None
+        self._failed = False
+
+    @property
+    def pending(self) -> Pending:
+        return self.row.payload
+
+    async def _next(self) -> StreamToken | RowResult:
+        event, self._ahead = self._ahead, None
+        if event is None:
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    event = await self.pending.events.get()
+            except TimeoutError as e:
+                self.cancel()
+                raise RequestTimeoutError(
+                    f"the request waited more than {self.timeout_s:.0f} s: the server is overloaded"
+                ) from e
+        if isinstance(event, BaseException):
+            self._failed = True
+            raise event
+        return event
+
+    async def tokens(self) -> AsyncIterator[tuple[StreamToken, bool]]:
+        """(token, last) as the device produces them: ``last`` is True for the token that ends the row
+        (its result is then ready: ``result()`` returns at once). Leaving the loop early cancels the row."""
+        try:
+            while self._result is None:
+                event = await self._next()
+                if isinstance(event, RowResult):
+                    self._result = event
+                    continue
+                last = False
+                if not self.pending.events.empty():  # the step that ended the row delivered both
+                    ahead = self.pending.events.get_nowait()
+                    if isinstance(ahead, RowResult):
+                        self._result, last = ahead, True
+                    else:
+                        self._ahead = ahead
+                yield event, last
+        finally:
+            if self._result is None:
+                self.cancel()
+
+    async def result(self) -> RowResult:
+        """The row's result (tokens not yet taken are skipped)."""
+        while self._result is None:
+            event = await self._next()
+            if isinstance(event, RowResult):
+                self._result = event
+        return self._result
+
+    def cancel(self) -> None:
+        """Nobody waits for this row any more: the device thread drops it (no-op once it ended)."""
+        p = self.pending
+        if self._result is not None or self._failed or p.cancelled:
+            return
+        p.cancelled = True
+        self.row.cancelled = True  # the queue skips it if it has not run yet
+        self.metrics.cancelled_rows.labels("running" if p.admitted else "queued").inc()
+
+
+def single_intra_op_thread() -> None:
+    """Initializer of the threads that are not the device thread (they load adapter files): torch on
+    one intra-op thread there, so that no second OpenMP pool competes with the device's."""
+    torch.set_num_threads(1)

@@ -95,6 +95,11 @@ class PendingQueue(Generic[P]):
         with self._cond:
             return len(self._rows)
 
+    def snapshot(self) -> list[Row[P]]:
+        """The rows waiting now, oldest first (a copy; cancelled rows left out)."""
+        with self._cond:
+            return [row for row in self._rows if not row.cancelled]
+
     def put(self, rows: list[Row[P]]) -> None:
         """Add all rows of one request, or none of them (QueueFullError)."""
         with self._cond:

@@ -4,9 +4,11 @@ Two schedules:
 - static: take a batch, run it to its end with one ``generate`` call, repeat;
 - continuous (T5/mT5 bases): rows join the running batch between decoder steps and leave
   when they finish. Joining rows of many adapters get their adapters applied and one
-  encoder pass together; then every step is one decoder pass for all running rows.
-  Beam-search rows still run as static batches between steps.
-A failure fails only the rows of the failing call; the thread keeps going.
+  encoder pass together; then every step is one decoder pass for all running rows, and each
+  streamed row's new token goes out after the step. Beam-search rows still run as static
+  batches between steps.
+A row whose caller went away (cancelled) leaves the batch before the next step. A failure fails
+only the rows of the failing call; the thread keeps going.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..errors import BatchFailedError
 from ..metrics import Metrics
 from .cache import AdapterCache
 from .queue import BatchPolicy, PendingQueue, Row
-from .types import Pending, RowResult
+from .types import Outbox, Pending, RowResult
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class DeviceWorker:
         self.metrics = metrics
         self.policy = policy
         self.continuous = continuous
+        self.running: tuple[Job, ...] = ()  # rows on the device now (a snapshot, read by /metrics)
 
     def run(self) -> None:
         if self.continuous:
@@ -67,17 +70,32 @@ class DeviceWorker:
     def run_static(self, batch: list[Job]) -> None:
         start = time.monotonic()
         pending = [row.payload for row in batch]
+        for p in pending:
+            p.admitted = True
+        self.running = (*self.running, *batch)
+        outbox = Outbox()
         try:
             self.cache.acquire([p.entry for p in pending if p.entry is not None])
-            outputs = self.model.generate([p.ids for p in pending], [p.slot for p in pending], [p.params for p in pending])
+            outputs = self.model.generate(
+                [p.ids for p in pending],
+                [p.slot for p in pending],
+                [p.params for p in pending],
+                decodings=[p.decoding for p in pending],
+            )
         except Exception as e:  # a failing batch must not take the server down
-            self._fail(batch, e)
+            self._fail(batch, e, outbox)
+            outbox.flush()
             return
+        finally:
+            self.running = tuple(r for r in self.running if r not in batch)
         elapsed = time.monotonic() - start
         distinct = _distinct_adapters(batch)
         self._observe_call(elapsed, len(batch), distinct)
         for row, out in zip(batch, outputs, strict=True):
-            self._resolve(row, out, start, elapsed, len(batch), distinct)
+            if row.payload.stream:  # the static path delivers a streamed row's tokens at the end
+                outbox.tokens(row.payload)
+            self._resolve(row, out, start, elapsed, len(batch), distinct, outbox)
+        outbox.flush()
 
     # ------------------------------------------------------------------ continuous
 
@@ -85,10 +103,16 @@ class DeviceWorker:
         running: ContinuousBatch[Job] = ContinuousBatch(self.model)
         admitted: dict[Job, Admission] = {}  # the batch's keys are the rows themselves
         while True:
+            gone = {row for row in admitted if row.payload.cancelled}
+            if gone:
+                running.drop(gone)
+                for row in gone:
+                    del admitted[row]
             if len(running):
                 room = self.policy.max_rows - len(running)
                 rows = self.queue.take_nowait(self.policy.with_rows(room)) if room > 0 else []
             else:
+                self.running = ()
                 rows = self.queue.take_batch(self.policy) or []
                 if not rows and self.queue.closed:
                     return
@@ -98,28 +122,51 @@ class DeviceWorker:
             if beams:
                 self.run_static(beams)
             start = time.monotonic()
+            outbox = Outbox()
             try:
                 if joining:
                     pending = [r.payload for r in joining]
+                    for p in pending:
+                        p.admitted = True
+                    self.running = (*admitted, *joining)
                     self.cache.acquire([p.entry for p in pending if p.entry is not None])
-                    running.admit(joining, [p.ids for p in pending], [p.slot for p in pending], [p.params for p in pending])
+                    running.admit(
+                        joining,
+                        [p.ids for p in pending],
+                        [p.slot for p in pending],
+                        [p.params for p in pending],
+                        [p.decoding for p in pending],
+                    )
                     distinct = _distinct_adapters(joining)
                     for r in joining:
                         admitted[r] = Admission(start, distinct)
                 finished = running.step()
             except Exception as e:
-                self._fail([*admitted, *(r for r in joining if r not in admitted)], e)
+                self._fail([*admitted, *(r for r in joining if r not in admitted)], e, outbox)
+                outbox.flush()
                 admitted.clear()
                 running = ContinuousBatch(self.model)
                 continue
             now = time.monotonic()
             if admitted:
                 self._observe_call(now - start, len(admitted), _distinct_adapters(admitted))
+            for row in admitted:
+                if row.payload.stream:
+                    outbox.tokens(row.payload)
             for row, out in finished:
                 admission = admitted.pop(row)
                 self._resolve(
-                    row, out, admission.time, now - admission.time, len(running) + len(finished), admission.adapters
+                    row,
+                    out,
+                    admission.time,
+                    now - admission.time,
+                    len(running) + len(finished),
+                    admission.adapters,
+                    outbox,
                 )
+            outbox.flush()
+            if finished:
+                self.running = tuple(admitted)
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -131,20 +178,27 @@ class DeviceWorker:
         m.batch_adapters.observe(adapters)
 
     def _resolve(
-        self, row: Job, out: GenerationOutput, start: float, elapsed: float, rows: int, adapters: int
+        self,
+        row: Job,
+        out: GenerationOutput,
+        start: float,
+        elapsed: float,
+        rows: int,
+        adapters: int,
+        outbox: Outbox,
     ) -> None:
         m = self.metrics
         m.queue_time.observe(start - row.arrival)
         m.generated_tokens.inc(out.generated_tokens)
         m.input_tokens.inc(out.input_tokens)
-        row.payload.resolve(RowResult(out, start - row.arrival, elapsed, rows, adapters))
+        outbox.put(row.payload, RowResult(out, start - row.arrival, elapsed, rows, adapters))
 
-    def _fail(self, rows: list[Job], error: Exception) -> None:
+    def _fail(self, rows: list[Job], error: Exception, outbox: Outbox) -> None:
         log.error("model call with %d rows failed", len(rows), exc_info=error)
         self.metrics.batches.labels("error").inc()
         failure = BatchFailedError(f"generation failed for the batch holding this request: {error}")
         for row in rows:
-            row.payload.fail(failure)
+            outbox.put(row.payload, failure)
 
 
 def _distinct_adapters(rows) -> int:

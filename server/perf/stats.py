@@ -48,6 +48,8 @@ def summarize(outcomes: list[Outcome], offered_rate: float) -> dict:
         "queue_ms": pct([o.queue_ms for o in ok if o.queue_ms is not None]),
         "client_lag_ms": pct([o.lag * ms for o in outcomes]),
         "batch_rows_mean": round(sum(o.batch_rows or 0 for o in ok) / len(ok), 2) if ok else None,
+        "ttft_ms": pct([t * ms for o in ok if (t := o.ttft) is not None]),
+        "itl_ms": pct([g * ms for o in ok for g in (o.gaps or [])]),
         "errors": dict(errors),
         "mismatches": mismatches[:10],
     }
@@ -67,6 +69,10 @@ def format_report(summary: dict) -> str:
         f"client lag ms p50 {lag['p50']}  p99 {lag['p99']}  max {lag['max']}  "
         "(the load generator's own delay)",
     ]
+    if summary["ttft_ms"]["p50"] is not None:
+        t, g = summary["ttft_ms"], summary["itl_ms"]
+        lines.append(f"first token ms p50 {t['p50']}  p95 {t['p95']}  p99 {t['p99']}  max {t['max']}  (streamed)")
+        lines.append(f"between tokens ms p50 {g['p50']}  p95 {g['p95']}  p99 {g['p99']}  max {g['max']}")
     if summary["mismatches"]:
         lines.append(f"MISMATCHED ANSWERS: {summary['mismatches']}")
     return "\n".join(lines)

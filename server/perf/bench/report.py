@@ -149,9 +149,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-length", type=int, default=16)
     parser.add_argument("--unloaded-requests", type=int, default=20)
     parser.add_argument("--keep-work", action="store_true")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite --out from the saved results, measuring nothing"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.render_only:
+        write_report(Path(args.out))
+        print(f"wrote {args.out}")
+        return 0
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
@@ -179,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         "", rate=1.0, duration_s=args.duration, inputs=inputs, parameters=params, zipf_a=1.0, seed=7
     )
     results: dict = {
-        "settings": vars(args) | {"cpu_threads": os.cpu_count()},
+        "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")} | {"cpu_threads": os.cpu_count()},
         "saturation": {},
         "latency": {},
         "device_slots": {str(c): device_slots_for(c) for c in counts},
@@ -247,8 +254,7 @@ def run(args: argparse.Namespace) -> int:
     results["coldload"] = coldload.measure(load_base(base, device="cpu"), 100, args.prompt_length)
 
     (plots / "cpu_results.json").write_text(json.dumps(results, indent=1))
-    gpu = out.parent / "perf" / "gpu"
-    write_report(out, results, gpu if gpu.is_dir() else None, args)
+    write_report(out, results)
     say(f"wrote {out}")
     if not args.keep_work:
         shutil.rmtree(work / "adapters64", ignore_errors=True)
@@ -266,7 +272,10 @@ def cache_counts(url: str) -> dict[str, float]:
     return counts
 
 
-def write_report(out: Path, results: dict, gpu_dir: Path | None, args: argparse.Namespace) -> None:
+def write_report(out: Path, results: dict | None = None) -> None:
+    """Write docs/performance.md from the measured results (by default the saved cpu_results.json)."""
     from .report_text import render
 
-    out.write_text(render(results, gpu_dir, args))
+    perf = out.parent / "perf"
+    results = results or json.loads((perf / "cpu_results.json").read_text())
+    out.write_text(render(results, perf))

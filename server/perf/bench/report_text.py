@@ -15,7 +15,10 @@ def _ratio(a, b) -> str:
     return "n/a" if not a or not b else f"{a / b:.2f}×"
 
 
-def render(results: dict, gpu_dir: Path | None, args: argparse.Namespace) -> str:
+def render(results: dict, perf_dir: Path) -> str:
+    """The whole of docs/performance.md: the CPU load tests (``results``, as cpu_results.json holds
+    them), then the sections whose measurements lie in ``perf_dir`` (frontends.json, gpu/)."""
+    args = argparse.Namespace(**results["settings"])
     sat = results["saturation"]
     counts = list(sat["inputtune"])
     naive = sat["naive"]
@@ -134,8 +137,48 @@ def render(results: dict, gpu_dir: Path | None, args: argparse.Namespace) -> str
         _target("p99 at 80% load ≤ 3× unloaded p50", at80, unloaded["p50"], 3.0, "le"),
         "",
     ]
-    lines += gpu_section(gpu_dir)
+    lines += frontends_section(perf_dir / "frontends.json")
+    gpu_dir = perf_dir / "gpu"
+    lines += gpu_section(gpu_dir if gpu_dir.is_dir() else None)
     return "\n".join(lines) + "\n"
+
+
+def frontends_section(path: Path) -> list[str]:
+    """Streaming and the front ends, on the embedded demo (``inputtune bench frontends``)."""
+    if not path.is_file():
+        return []
+    r = json.loads(path.read_text())
+    s = r["stream_64"]
+    lines = [
+        "## Streaming and the front ends (the embedded demo)",
+        "",
+        f"Measured by `inputtune bench frontends` ({r['date']}, {r['cpu_threads']} cores): one `inputtune serve` of the",
+        f"embedded demo, inputs from the fr-en dev set, adapters {', '.join(r['adapters'])} in turn.",
+        "",
+        f"A streamed answer of exactly 64 tokens, one request a second ({s['ok']} requests): the first token arrives",
+        f"after **{_f(s['ttft_ms']['p50'])} ms** (p50; p99 {_f(s['ttft_ms']['p99'])}), the whole answer after "
+        f"**{_f(s['latency_ms']['p50'])} ms** (p50), {_f(100 * s['ttft_ms']['p50'] / s['latency_ms']['p50'])}% of it;",
+        f"tokens then come every {_f(s['itl_ms']['p50'])} ms (p50 between tokens; p99 {_f(s['itl_ms']['p99'])}). The first token",
+        "waits for the request's admission (its adapter, its encoder pass, the batching wait of",
+        f"`max_wait_ms` {r['max_wait_ms']:g}) and one decoder step; the server measures {_f(r['server_ttft_ms'])} ms of it from arrival",
+        "to the first token handed to the stream (`inputtune_time_to_first_token_seconds`), the rest is HTTP.",
+        "",
+        f"Each front end at {r['rate']:g} req/s ({r['new_tokens']} tokens each, {r['duration_s']:g} s, medians of {r['rounds']} alternating rounds):",
+        "",
+        "| front end | answer | ok | p50 latency ms | p99 latency ms | p50 first token ms |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in r["frontends"]:
+        lines.append(
+            f"| {row['api']} | {'streamed' if row['stream'] else 'whole'} | {row['ok']}/{row['requests']} | "
+            f"{_f(row['p50_ms'])} | {_f(row['p99_ms'])} | {_f(row['ttft_p50_ms']) if row['stream'] else '-'} |"
+        )
+    return lines + [
+        "",
+        "`native` is `POST /generate` (`/generate_stream`), `tgi` is `POST /` with `parameters.adapter_id` (what",
+        "TGI, LoRAX and Hugging Face clients send), `openai` is `POST /v1/completions`.",
+        "",
+    ]
 
 
 def _target(name: str, value, reference, bound: float, how: str) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 from tqdm import tqdm
 
+from .apis import Answer, Api, make_api
 from .plan import LoadSpec, Planned, make_plan
 
 REQUEST_ID = "x-request-id"
@@ -30,10 +31,17 @@ class Outcome:
     queue_ms: float | None = None
     inference_ms: float | None = None
     batch_rows: int | None = None
+    first_token: float | None = None  # streamed: when the first token arrived (client clock, from the start)
+    gaps: list[float] | None = None  # streamed: seconds between consecutive token events
 
     @property
     def latency(self) -> float:
         return self.done - self.planned.at
+
+    @property
+    def ttft(self) -> float | None:
+        """Time to first token, from the scheduled send (streamed requests)."""
+        return None if self.first_token is None else self.first_token - self.planned.at
 
     @property
     def lag(self) -> float:
@@ -41,32 +49,76 @@ class Outcome:
         return self.sent - self.planned.at
 
 
-def check(outcome: Outcome, response: httpx.Response) -> None:
+def accept(outcome: Outcome, response: httpx.Response, api: Api, answer: Answer) -> None:
     """A 200 must be this request's answer: our tag echoed, our adapter, text present."""
+    p = outcome.planned
+    expected = api.expected_adapter(p.adapter)
+    if response.headers.get(REQUEST_ID) != p.tag:
+        outcome.problem = f"request id {response.headers.get(REQUEST_ID)!r} is not ours ({p.tag})"
+    elif answer.adapter != expected:
+        outcome.problem = f"answer for adapter {answer.adapter!r}, asked {expected!r}"
+    else:
+        outcome.ok = True
+        outcome.text = answer.text
+        outcome.generated_tokens = answer.generated_tokens
+        outcome.queue_ms = answer.details.get("queue_ms")
+        outcome.inference_ms = answer.details.get("inference_ms")
+        outcome.batch_rows = answer.details.get("batch_rows")
+
+
+def check(outcome: Outcome, response: httpx.Response, api: Api) -> None:
+    """A non-streamed answer."""
     outcome.status = response.status_code
     if response.status_code != 200:
         outcome.problem = f"HTTP {response.status_code}"
         return
     try:
-        body = response.json()
-    except ValueError:
-        outcome.problem = "200 without JSON body"
+        answer = api.answer(response.json())
+    except ValueError as e:
+        outcome.problem = str(e) or "200 without a JSON answer"
         return
+    accept(outcome, response, api, answer)
+
+
+async def _streamed(client: httpx.AsyncClient, api: Api, outcome: Outcome, request, start: float) -> None:
+    """Send one request streamed; record its tokens' arrival times and check its answer."""
     p = outcome.planned
-    if response.headers.get(REQUEST_ID) != p.tag:
-        outcome.problem = f"request id {response.headers.get(REQUEST_ID)!r} is not ours ({p.tag})"
-    elif not isinstance(body, dict) or not isinstance(body.get("generated_text"), str):
-        outcome.problem = "200 without generated_text"
-    elif body.get("adapter") != p.adapter:
-        outcome.problem = f"answer for adapter {body.get('adapter')!r}, asked {p.adapter!r}"
+    pieces: list[str] = []
+    times: list[float] = []
+    answer = None
+    async with client.stream(
+        "POST", request.path, params=request.query, headers={REQUEST_ID: p.tag}, json=request.body
+    ) as response:
+        outcome.status = response.status_code
+        if response.status_code != 200:
+            await response.aread()
+            outcome.problem = f"HTTP {response.status_code}"
+            return
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                    continue
+                text, last = api.event(line[5:])
+                if last is not None:
+                    answer = last
+                if text or last is None:  # a token event (the usage chunk carries none)
+                    times.append(time.monotonic() - start)
+                pieces.append(text)
+        except ValueError as e:
+            outcome.problem = str(e)
+            return
+    streamed = "".join(pieces)
+    if answer is None:
+        outcome.problem = "the stream ended without its last event"
+    elif answer.text and answer.text != streamed:
+        outcome.problem = f"streamed text {streamed!r} differs from the answer {answer.text!r}"
     else:
-        details = body.get("details") or {}
-        outcome.ok = True
-        outcome.text = body["generated_text"]
-        outcome.generated_tokens = int(details.get("generated_tokens", 0))
-        outcome.queue_ms = details.get("queue_ms")
-        outcome.inference_ms = details.get("inference_ms")
-        outcome.batch_rows = details.get("batch_rows")
+        answer.text = streamed
+        if answer.adapter is None:  # the native/TGI stream does not repeat the adapter
+            answer.adapter = api.expected_adapter(p.adapter)
+        outcome.first_token = times[0] if times else None
+        outcome.gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        accept(outcome, response, api, answer)
 
 
 async def run_load(
@@ -82,20 +134,21 @@ async def run_load(
         limits=httpx.Limits(max_connections=4096, max_keepalive_connections=512),
     )
     bar = tqdm(total=len(plan), desc=f"{spec.rate:g} req/s", unit="req", disable=not progress, leave=False)
+    api = make_api(spec.api, spec.parameters, spec.base_id)
     start = time.monotonic()
 
     async def send(outcome: Outcome) -> None:
         p = outcome.planned
-        query = {"adapter": p.adapter} if p.adapter else {}
+        request = api.request(p.adapter, p.text, spec.stream)
         outcome.sent = time.monotonic() - start
         try:
-            response = await client.post(
-                "/generate",
-                params=query,
-                headers={REQUEST_ID: p.tag},
-                json={"inputs": p.text, "parameters": spec.parameters},
-            )
-            check(outcome, response)
+            if spec.stream:
+                await _streamed(client, api, outcome, request, start)
+            else:
+                response = await client.post(
+                    request.path, params=request.query, headers={REQUEST_ID: p.tag}, json=request.body
+                )
+                check(outcome, response, api)
         except httpx.HTTPError as e:
             outcome.problem = f"{type(e).__name__}: {e}"
         outcome.done = time.monotonic() - start
@@ -116,22 +169,22 @@ async def run_load(
     return outcomes
 
 
-async def verify(url: str, outcomes: list[Outcome], parameters: dict, count: int, seed: int = 0) -> list[str]:
-    """Re-send ``count`` answered requests one at a time; their texts must be identical (greedy or seeded).
-    Returns the problems found (empty = every checked answer belonged to its request)."""
+async def verify(spec: LoadSpec, outcomes: list[Outcome], count: int) -> list[str]:
+    """Re-send ``count`` answered requests one at a time through the same front end, not streamed;
+    their texts must be identical (greedy or seeded). Returns the problems found (empty = every
+    checked answer belonged to its request)."""
     import random
 
+    api = make_api(spec.api, spec.parameters, spec.base_id)
     answered = [o for o in outcomes if o.ok]
-    sample = random.Random(seed).sample(answered, min(count, len(answered)))
+    sample = random.Random(spec.seed).sample(answered, min(count, len(answered)))
     problems = []
-    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+    async with httpx.AsyncClient(base_url=spec.url, timeout=120) as client:
         for o in sample:
             p = o.planned
-            r = await client.post(
-                "/generate",
-                params={"adapter": p.adapter} if p.adapter else {},
-                json={"inputs": p.text, "parameters": parameters},
-            )
-            if r.status_code != 200 or r.json()["generated_text"] != o.text:
+            request = api.request(p.adapter, p.text, stream=False)
+            r = await client.post(request.path, params=request.query, json=request.body)
+            alone = api.answer(r.json()).text if r.status_code == 200 else None
+            if alone != o.text:
                 problems.append(f"{p.tag} ({p.adapter}): under load {o.text!r}, alone {r.text[:200]!r}")
     return problems

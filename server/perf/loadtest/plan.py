@@ -32,6 +32,9 @@ class LoadSpec:
     poisson: bool = True
     seed: int = 0
     timeout_s: float = 120.0
+    api: str = "native"  # native | tgi | openai (apis.py)
+    stream: bool = False  # streamed answers: time to first token and between tokens are measured
+    base_id: str | None = None  # the base model's id on the OpenAI routes (--api openai)
 
     def __post_init__(self) -> None:
         if self.rate <= 0:

@@ -105,7 +105,7 @@ def test_list_input_gives_list_output(live):
     body = r.json()
     assert isinstance(body, list) and len(body) == 3
     assert [b["generated_text"] for b in body] == [s["generated_text"] for s in single]
-    assert body[0]["details"]["finish_reason"] in ("eos", "length")
+    assert body[0]["details"]["finish_reason"] in ("eos_token", "length", "stop_sequence")
 
 
 def test_adapter_listing_and_tiers(live):
