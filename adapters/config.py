@@ -81,6 +81,9 @@ class AdapterConfig:
             )
         if not isinstance(self.extra, dict):
             raise AdapterConfigError("extra must be a JSON object")
+        for name in ("base_model", "base_fingerprint"):
+            if not isinstance(getattr(self, name), str):
+                raise AdapterConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
 
     @property
     def has_mlp(self) -> bool:
@@ -109,7 +112,7 @@ class AdapterConfig:
     def from_json(cls, text: str) -> AdapterConfig:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:
             raise AdapterConfigError(f"adapter config is not valid JSON: {e}") from e
         return cls.from_dict(data)
 

@@ -65,6 +65,19 @@ class AdapterCapacityError(AdapterError):
     """The adapter does not fit the bank it should be loaded into."""
 
 
+class AdapterUnreadableError(AdapterError):
+    """The adapter file (or its folder) exists but cannot be read: permissions, a folder where a file
+    should be, an I/O error. The server's fault, not the request's."""
+
+
+class AdapterWriteError(AdapterError):
+    """An adapter file could not be written (a read-only folder, permissions); nothing was changed."""
+
+
+class StorageFullError(AdapterWriteError):
+    """An adapter file could not be written because the disk (or a quota) is full; nothing was changed."""
+
+
 # ---------------------------------------------------------------------------- base model and inputs
 
 

@@ -9,7 +9,9 @@ or rejected, each problem with its own error. Files on disk (names, paths, atomi
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import struct
 
 import torch
@@ -33,7 +35,10 @@ META_FORMAT = "inputtune.format_version"
 META_CONFIG = "inputtune.config"
 META_EXTRA = "inputtune.metadata"
 ALLOWED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_HEADER_BYTES = 1024 * 1024  # an adapter's header (a few tensors, its config, training facts) is KBs
+MAX_HEADER_DEPTH = 32  # JSON nesting: safetensors headers are 3 deep; bounded before any parse
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def to_bytes(weights: AdapterWeights, dtype: torch.dtype | None = None) -> bytes:
@@ -77,16 +82,37 @@ def _parse_header(data: bytes, origin: str) -> dict:
             f"{origin} is not a valid safetensors file (header length {header_len} exceeds the "
             f"{len(data)}-byte file): it may be truncated or not safetensors at all"
         )
+    raw = data[8 : 8 + header_len]
+    depth = json_depth(raw)
+    if depth > MAX_HEADER_DEPTH:
+        raise NotSafetensorsError(
+            f"{origin} is not an adapter file: its header nests {depth} levels deep (at most {MAX_HEADER_DEPTH})"
+        )
     try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise NotSafetensorsError(f"{origin} is not a safetensors file: its header is not JSON ({e})") from e
     if not isinstance(header, dict):
         raise NotSafetensorsError(f"{origin} is not a safetensors file: its header is not a JSON object")
     return header
 
 
-def parse_metadata(metadata: dict, origin: str) -> tuple[AdapterConfig, dict[str, str]]:
+def json_depth(raw: bytes) -> int:
+    """How deep JSON text nests its arrays and objects (strings left out), without parsing it."""
+    brackets = _STRINGS.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    steps = (1 if b in b"[{" else -1 for b in brackets)
+    return max(itertools.accumulate(steps, initial=0))
+
+
+def parse_metadata(metadata: object, origin: str) -> tuple[AdapterConfig, dict[str, str]]:
+    """The config and training facts of a header's ``__metadata__`` (safetensors: string values)."""
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise MissingMetadataError(
+            f"{origin}: __metadata__ must be a JSON object of strings (safetensors' rule), got "
+            f"{type(metadata).__name__ if not isinstance(metadata, dict) else 'other values'}"
+        )
     if META_CONFIG not in metadata or META_FORMAT not in metadata:
         raise MissingMetadataError(
             f"{origin} is a safetensors file without inputtune metadata ({META_FORMAT}, {META_CONFIG}): "
@@ -109,7 +135,7 @@ def parse_metadata(metadata: dict, origin: str) -> tuple[AdapterConfig, dict[str
         )
     try:
         extra = json.loads(metadata.get(META_EXTRA, "{}"))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:
         raise AdapterConfigError(f"{origin}: {META_EXTRA} is not JSON ({e})") from e
     if not isinstance(extra, dict):
         raise AdapterConfigError(f"{origin}: {META_EXTRA} must be a JSON object")
@@ -119,7 +145,7 @@ def parse_metadata(metadata: dict, origin: str) -> tuple[AdapterConfig, dict[str
 def from_bytes(data: bytes, origin: str = "adapter file") -> AdapterWeights:
     """Parse and validate an adapter file's bytes: format, config, tensor names/shapes/dtypes, finiteness."""
     header = read_header(data, origin)
-    config, extra = parse_metadata(header.get("__metadata__") or {}, origin)
+    config, extra = parse_metadata(header.get("__metadata__"), origin)
     try:
         tensors = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
@@ -170,4 +196,3 @@ def check_compatible(config: AdapterConfig, fingerprint: str, d_model: int, orig
             f"{origin} was trained on another base model{base} (fingerprint {config.base_fingerprint}, "
             f"this base is {fingerprint}): retrain it on this base or serve the base it was made for"
         )
-

@@ -7,6 +7,7 @@ file in the same folder, fsync, rename), so a reader sees the old file or the ne
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import struct
@@ -16,7 +17,14 @@ from pathlib import Path
 import torch
 
 from .config import AdapterConfig
-from .errors import AdapterNotFoundError, InvalidAdapterNameError
+from .errors import (
+    AdapterError,
+    AdapterNotFoundError,
+    AdapterUnreadableError,
+    AdapterWriteError,
+    InvalidAdapterNameError,
+    StorageFullError,
+)
 from .fileformat import MAX_HEADER_BYTES, check_compatible, from_bytes, parse_metadata, read_header, to_bytes
 from .module import AdapterWeights
 
@@ -51,17 +59,42 @@ def save_adapter(weights: AdapterWeights, path: str | Path, dtype: torch.dtype |
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, fsync'd, then renamed
-    over the target: readers see the old content or the new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    over the target: readers see the old content or the new one, never a part. A failure leaves the
+    old content and no temporary file: StorageFullError (disk or quota full) or AdapterWriteError."""
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise write_error(e, path.name) from e
         raise
+
+
+def write_error(error: OSError, what: str) -> AdapterWriteError:
+    """The error of a failed write, named by what was written (never by its folder's path)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFullError(f"{what} could not be written: no space left on the adapter folder's disk")
+    reason = {errno.EACCES: "not writable", errno.EPERM: "not writable", errno.EROFS: "read-only"}
+    return AdapterWriteError(
+        f"{what} could not be written: the adapter folder is {reason.get(error.errno or 0, 'failing')} "
+        f"({error.strerror})"
+    )
+
+
+def read_error(error: OSError, what: str) -> AdapterError:
+    """The error of a failed read of an adapter file, named by ``what`` (never by its path)."""
+    if isinstance(error, FileNotFoundError):
+        return AdapterNotFoundError(f"no {what}")
+    if isinstance(error, IsADirectoryError):
+        return AdapterUnreadableError(f"{what} is a folder, not a file")
+    return AdapterUnreadableError(f"{what} cannot be read ({error.strerror or type(error).__name__})")
 
 
 def read_config(path: str | Path) -> tuple[AdapterConfig, dict[str, str]]:
@@ -73,8 +106,8 @@ def read_config(path: str | Path) -> tuple[AdapterConfig, dict[str, str]]:
             if len(head) == 8:
                 (size,) = struct.unpack("<Q", head)
                 head += f.read(min(size, MAX_HEADER_BYTES))
-    except FileNotFoundError as e:
-        raise AdapterNotFoundError(f"no adapter file at {path}") from e
+    except OSError as e:
+        raise read_error(e, f"adapter file {path.name}") from e
     header = read_header(head, f"adapter file {path.name}")
     config, extra = parse_metadata(header.get("__metadata__") or {}, f"adapter file {path.name}")
     return config, extra
@@ -87,10 +120,8 @@ def load_adapter(
     path = Path(path)
     try:
         data = path.read_bytes()
-    except FileNotFoundError as e:
-        raise AdapterNotFoundError(f"no adapter file at {path}") from e
-    except IsADirectoryError as e:
-        raise AdapterNotFoundError(f"{path} is a folder, not an adapter file") from e
+    except OSError as e:
+        raise read_error(e, f"adapter file {path}") from e
     weights = from_bytes(data, origin=f"adapter file {path.name}")
     if fingerprint is not None and d_model is not None:
         check_compatible(weights.config, fingerprint, d_model, origin=f"adapter {path.stem!r}")
@@ -98,8 +129,14 @@ def load_adapter(
 
 
 def list_adapter_names(adapter_dir: str | Path) -> list[str]:
-    """Names of the adapter files in a folder (sorted; temporary and hidden files left out)."""
-    folder = Path(adapter_dir)
-    if not folder.is_dir():
+    """Names of the adapter files in a folder (sorted; temporary and hidden files left out). A folder
+    that does not exist holds none; one that cannot be read is an AdapterUnreadableError."""
+    try:
+        entries = os.listdir(adapter_dir)
+    except FileNotFoundError:
         return []
-    return sorted(p.name[: -len(SUFFIX)] for p in folder.glob(f"*{SUFFIX}") if not p.name.startswith("."))
+    except OSError as e:
+        raise AdapterUnreadableError(
+            f"the adapter folder cannot be read ({e.strerror or type(e).__name__})"
+        ) from e
+    return sorted(n[: -len(SUFFIX)] for n in entries if n.endswith(SUFFIX) and not n.startswith("."))

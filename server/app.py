@@ -12,11 +12,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 
 from adapters import list_adapter_names
 
 from .api import errors, generate, openai, routes
+from .api.deps import install_access_log_filter, no_credentials_in_url
+from .api.openapi import openapi_with_caps
 from .demo import resolve_model
 from .engine.engine import Engine, single_intra_op_thread
 from .errors import SettingsError
@@ -25,7 +27,9 @@ from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-GENERATION_PATHS = frozenset({"/", "/generate", "/generate_stream", "/v1/completions", "/v1/chat/completions"})
+GENERATION_PATHS = frozenset(
+    {"/", "/generate", "/generate_stream", "/v1/completions", "/v1/chat/completions"}
+)
 
 
 def resolve_paths(settings: ServerSettings) -> tuple[str, Path]:
@@ -47,6 +51,7 @@ def create_app(
     """Build the FastAPI app. The model loads in the background after start-up: /health answers at
     once, /ready turns 200 when loading and warm-up are done. ``on_fatal`` is called if loading fails."""
     settings = settings or ServerSettings()
+    install_access_log_filter()
     model_path, adapter_dir = resolve_paths(settings)
     metrics = Metrics(settings.metrics_max_adapter_labels)
     engine = Engine(settings, metrics, model_path, adapter_dir)
@@ -89,16 +94,19 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         description="Many Input-Tuning adapters on one frozen model, batched across tasks.",
+        dependencies=[Depends(no_credentials_in_url)],
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.admin_key = settings.resolved_admin_key()
+    app.state.api_keys = settings.resolved_api_keys()
     errors.install(app)
     app.include_router(routes.router)
     app.include_router(generate.router)
     app.include_router(openai.router)
     app.add_middleware(RequestObserver, metrics=metrics)
+    app.openapi = openapi_with_caps(app, settings, lambda: engine.model_id)  # type: ignore[method-assign]
     return app
 
 
@@ -126,15 +134,32 @@ class RequestObserver:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode("latin-1"))]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode("latin-1")),
+                ]
             await send(message)
 
+        started_response = False
+
+        async def send_tracked(message) -> None:
+            nonlocal started_response
+            started_response = started_response or message["type"] == "http.response.start"
+            await send_with_id(message)
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_tracked)
+        except Exception as e:  # a bug: answer it here, so the connection stays clean for the next request
+            if started_response:
+                raise  # a response under way cannot be replaced: the server closes the connection
+            response = errors.error_response(Request(scope), e)
+            await response(scope, receive, send_with_id)
         finally:
             if scope["path"] in GENERATION_PATHS and scope["method"] == "POST":
                 adapter = state.get("adapter", _query_adapter(scope))
-                self.metrics.observe_request(adapter, state.get("status", status), time.perf_counter() - started)
+                self.metrics.observe_request(
+                    adapter, state.get("status", status), time.perf_counter() - started
+                )
 
 
 def _query_adapter(scope) -> str | None:

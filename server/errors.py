@@ -31,16 +31,41 @@ class AdminDisabledError(InputtuneError):
 
 
 class ForbiddenError(InputtuneError):
-    """A missing or wrong key."""
+    """A missing or wrong admin key, or an API key that may not use this adapter."""
+
+
+class UnauthorizedError(InputtuneError):
+    """The inference routes need an API key and the request has none, or a wrong one."""
+
+
+class CredentialsInUrlError(InputtuneError):
+    """A credential sent in the URL's query string (URLs end up in access logs)."""
 
 
 class QueueFullError(InputtuneError):
-    """The queue holds ``max_queue`` rows already; the caller should retry later."""
+    """The queue holds ``max_rows`` rows already; the caller should retry later."""
 
-    def __init__(self, pending: int, limit: int) -> None:
+    def __init__(self, pending: int, limit: int, retry_after_s: int = 1) -> None:
         super().__init__(f"the server queue is full ({pending} of {limit} rows waiting): retry later")
         self.pending = pending
         self.limit = limit
+        self.retry_after_s = retry_after_s
+
+
+class OverloadedError(InputtuneError):
+    """The request would wait longer than ``max_queue_wait_s`` for the device: refused at once, with
+    an honest Retry-After, rather than queued for a long wait."""
+
+    def __init__(self, expected_s: float, limit_s: float, retry_after_s: int) -> None:
+        super().__init__(
+            f"the server is overloaded: this request would wait about {expected_s:.1f} s for the device "
+            f"(the limit is {limit_s:g} s): retry in {retry_after_s} s"
+        )
+        self.retry_after_s = retry_after_s
+
+
+class ClientGoneError(InputtuneError):
+    """The client went away before its answer was ready (its rows were dropped)."""
 
 
 class NotReadyError(InputtuneError):
@@ -49,6 +74,13 @@ class NotReadyError(InputtuneError):
 
 class RequestTimeoutError(InputtuneError):
     """A request waited longer than request_timeout_s."""
+
+
+class DeviceOutOfMemoryError(InputtuneError):
+    """The device ran out of memory running the batch that held this request; retry (the server freed
+    what it could and carries on)."""
+
+    retry_after_s = 1
 
 
 class BatchFailedError(Exception):

@@ -64,6 +64,12 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        self.rejected_rows = Counter(
+            "inputtune_rejected_rows_total",
+            "Rows refused at the door (429): overloaded (expected wait above max_queue_wait_s) or queue_full",
+            ["reason"],
+            registry=r,
+        )
         self.time_to_first_token = Histogram(
             "inputtune_time_to_first_token_seconds",
             "Streamed requests: from arrival to the first token sent",
@@ -104,9 +110,7 @@ class Metrics:
         self.requests.labels(label, str(status)).inc()
         self.latency.labels(label, str(status)).observe(seconds)
 
-    def set_occupancy(
-        self, running: list[str | None], waiting: list[str | None], max_adapters: int
-    ) -> None:
+    def set_occupancy(self, running: list[str | None], waiting: list[str | None], max_adapters: int) -> None:
         """Rows and adapters on the device and in the queue (names; None = the plain base)."""
         self.requests_running.set(len(running))
         self.requests_waiting.set(len(waiting))

@@ -56,6 +56,14 @@ class ServerSettings(BaseSettings):
     admin_api_key_file: Path | None = Field(
         None, description="File holding the admin key (e.g. a Docker secret); read at start-up"
     )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Keys the inference routes require (Authorization: Bearer <key>), comma-separated; "
+        "KEY=a|b limits a key to adapters a and b (its requests for others get 403); empty = open",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File of API keys, one per line in the same form (e.g. a mounted secret)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level")
 
     # ---- batching
@@ -75,6 +83,12 @@ class ServerSettings(BaseSettings):
         5.0, ge=0, le=10_000, description="How long a batch waits to fill up after its first request"
     )
     max_queue: int = Field(1024, ge=1, description="Most rows waiting; beyond it requests get 429")
+    max_queue_wait_s: float = Field(
+        5.0,
+        ge=0,
+        description="A request whose expected wait for the device (from the recent service rate and the rows "
+        "ahead of it) exceeds this gets 429 at once, with Retry-After; 0 = no limit",
+    )
     max_inputs_per_request: int = Field(64, ge=1, description="Most texts in one request's list input")
     max_upload_mb: int = Field(512, ge=1, description="Largest adapter upload (PUT /adapters/NAME) in MB")
 
@@ -108,7 +122,7 @@ class ServerSettings(BaseSettings):
         100, ge=1, description="Distinct adapter names labelled in metrics; the rest count as '_other'"
     )
 
-    @field_validator("pin", "preload", mode="before")
+    @field_validator("pin", "preload", "api_keys", mode="before")
     @classmethod
     def _split_names(cls, value):
         if isinstance(value, str):
@@ -136,7 +150,33 @@ class ServerSettings(BaseSettings):
             raise ValueError("batching=per-adapter is the static baseline: use it with scheduling=static")
         if self.admin_api_key is not None and self.admin_api_key_file is not None:
             raise ValueError("set admin_api_key or admin_api_key_file, not both")
+        if self.max_queue < self.max_inputs_per_request:
+            raise ValueError(
+                f"max_queue ({self.max_queue}) is smaller than max_inputs_per_request "
+                f"({self.max_inputs_per_request}): a full request could never be queued"
+            )
+        if self.max_queue_wait_s and self.request_timeout_s <= self.max_queue_wait_s:
+            raise ValueError(
+                f"request_timeout_s ({self.request_timeout_s:g}) must exceed max_queue_wait_s "
+                f"({self.max_queue_wait_s:g}): requests allowed to wait that long would time out first"
+            )
+        if self.api_keys and self.api_keys_file is not None:
+            raise ValueError("set api_keys or api_keys_file, not both")
+        parse_api_keys(self.api_keys)
         return self
+
+    def resolved_api_keys(self) -> dict[str, frozenset[str] | None]:
+        """API key -> the adapters it may use (None: all); empty when the inference routes are open."""
+        if self.api_keys_file is None:
+            return parse_api_keys(self.api_keys)
+        try:
+            lines = self.api_keys_file.read_text().splitlines()
+        except OSError as e:
+            raise SettingsError(f"cannot read api_keys_file {self.api_keys_file}: {e}") from e
+        keys = parse_api_keys([line.strip() for line in lines if line.strip() and not line.startswith("#")])
+        if not keys:
+            raise SettingsError(f"api_keys_file {self.api_keys_file} holds no key")
+        return keys
 
     def resolved_admin_key(self) -> str | None:
         """The admin key from the setting or its file (stripped); None when the admin API is off."""
@@ -161,3 +201,18 @@ def load_settings(**values) -> ServerSettings:
             f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}" for err in e.errors()
         )
         raise SettingsError(f"invalid server settings: {problems}") from e
+
+
+def parse_api_keys(entries: list[str]) -> dict[str, frozenset[str] | None]:
+    """``KEY`` or ``KEY=adapter1|adapter2`` entries -> key -> its adapters (None: all)."""
+    keys: dict[str, frozenset[str] | None] = {}
+    for entry in entries:
+        key, sep, adapters = entry.partition("=")
+        key = key.strip()
+        if len(key) < 8:
+            raise SettingsError("an API key must be at least 8 characters long")
+        names = frozenset(a.strip() for a in adapters.split("|") if a.strip()) if sep else None
+        if sep and not names:
+            raise SettingsError("an API key limited with KEY=... must name at least one adapter")
+        keys[key] = names
+    return keys

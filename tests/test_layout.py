@@ -131,7 +131,9 @@ def test_every_package_is_installed():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(config["packages"])
     folders = {
-        ".".join(p.parent.relative_to(ROOT).parts) for pkg in PACKAGES for p in (ROOT / pkg).rglob("__init__.py")
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for pkg in PACKAGES
+        for p in (ROOT / pkg).rglob("__init__.py")
     }
     assert folders - listed == set(), "add these packages to [tool.setuptools] packages in pyproject.toml"
     assert config["package-dir"]["inputtune_demo"] == "demo" and "inputtune_demo" in listed

@@ -115,7 +115,8 @@ class ContinuousBatch(Generic[K]):
         seen[:, self.start] = True  # the decoder start token counts as seen, as in transformers
         self.seen = torch.cat([self.seen, seen])
         joining = [
-            Running(key, decoding, len(ids)) for key, ids, decoding in zip(keys, input_ids, decodings, strict=True)
+            Running(key, decoding, len(ids))
+            for key, ids, decoding in zip(keys, input_ids, decodings, strict=True)
         ]
         self.rows += joining
         self.chooser = self.chooser.concatenate(

@@ -10,6 +10,10 @@ MAX_SEED = 2**63 - 1
 MAX_STOP_SEQUENCES = 16
 MAX_STOP_CHARS = 256
 MAX_LOGPROBS = 20
+# numeric sanity: beyond these, logits divided by the temperature or the penalty overflow to inf/NaN
+TEMPERATURE_RANGE = (1e-3, 1e3)
+MAX_TOP_K = 2**31 - 1  # any k at least the vocabulary keeps every token
+PENALTY_RANGE = (1e-2, 1e2)
 
 
 def _help(text: str) -> dict[str, str]:
@@ -35,7 +39,8 @@ class GenerationParams:
     repetition_penalty: float = field(default=1.0, metadata=_help("> 1 discourages repeating tokens"))
     seed: int | None = field(default=None, metadata=_help("seed of the row's sampling stream"))
     stop: tuple[str, ...] = field(
-        default=(), metadata=_help("stop sequences: the row ends where its text first holds one (not returned)")
+        default=(),
+        metadata=_help("stop sequences: the row ends where its text first holds one (not returned)"),
     )
     logprobs: int | None = field(
         default=None,
@@ -51,10 +56,18 @@ class GenerationParams:
                 f"got {self.min_new_tokens}",
             ),
             (self.num_beams >= 1, f"num_beams must be >= 1, got {self.num_beams}"),
-            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+            (
+                TEMPERATURE_RANGE[0] <= self.temperature <= TEMPERATURE_RANGE[1],
+                f"temperature must be > 0 (in [{TEMPERATURE_RANGE[0]:g}, {TEMPERATURE_RANGE[1]:g}]), "
+                f"got {self.temperature}",
+            ),
             (0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
-            (self.top_k >= 0, f"top_k must be >= 0 (0 = off), got {self.top_k}"),
-            (self.repetition_penalty > 0, f"repetition_penalty must be > 0, got {self.repetition_penalty}"),
+            (0 <= self.top_k <= MAX_TOP_K, f"top_k must be in [0, 2^31) (0 = off), got {self.top_k}"),
+            (
+                PENALTY_RANGE[0] <= self.repetition_penalty <= PENALTY_RANGE[1],
+                f"repetition_penalty must be in [{PENALTY_RANGE[0]:g}, {PENALTY_RANGE[1]:g}], "
+                f"got {self.repetition_penalty}",
+            ),
             (self.seed is None or 0 <= self.seed <= MAX_SEED, f"seed must be in [0, 2^63), got {self.seed}"),
             (
                 not (self.do_sample and self.num_beams > 1),

@@ -132,7 +132,9 @@ class RowDecoding:
         events, self._events = self._events, []
         return events
 
-    def replay(self, sequence: Sequence[int], eos: int, logprobs: Sequence[TokenLogprob | None] = ()) -> RowDecoding:
+    def replay(
+        self, sequence: Sequence[int], eos: int, logprobs: Sequence[TokenLogprob | None] = ()
+    ) -> RowDecoding:
         """Push a whole generated sequence (the static path), stopping where the row ends."""
         for step, token in enumerate(sequence):
             if self.push(int(token), eos, logprobs[step] if step < len(logprobs) else None):
@@ -231,7 +233,6 @@ class TokenChooser:
             tokens[drawn[0]] = drawn[1]
         return tokens
 
-
     def logprobs(self, logits: torch.Tensor, tokens: torch.Tensor) -> list[TokenLogprob | None]:
         """Each row's chosen token's log-probability under its adjusted distribution (after rules 1
         and 2, before temperature and top-k/top-p), with its most likely alternatives; None for the
@@ -264,7 +265,7 @@ def draw(
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     probs = sorted_logits.softmax(-1)
     ranks = torch.arange(vocab, device=scores.device)[None, :]
-    k = torch.tensor([v if v > 0 else vocab for v in top_k], device=scores.device)
+    k = torch.tensor([min(v, vocab) if v > 0 else vocab for v in top_k], device=scores.device)
     keep = (ranks < k[:, None]) & ((probs.cumsum(-1) - probs) < top_p[:, None])
     probs = torch.where(keep, probs, 0.0)
     cdf = (probs / probs.sum(-1, keepdim=True)).cumsum(-1)

@@ -9,26 +9,35 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from adapters import (
     AdapterFormatError,
     AdapterNotFoundError,
+    AdapterUnreadableError,
+    AdapterWriteError,
     IncompatibleAdapterError,
     InputTooLongError,
     InvalidAdapterNameError,
     InvalidInputError,
     InvalidParametersError,
+    StorageFullError,
 )
 
 from ..errors import (
     AdminDisabledError,
     BatchFailedError,
+    ClientGoneError,
+    CredentialsInUrlError,
+    DeviceOutOfMemoryError,
     ForbiddenError,
     InvalidRequestError,
     NotReadyError,
+    OverloadedError,
     QueueFullError,
     RequestTimeoutError,
     TooManyInputsError,
+    UnauthorizedError,
     UnsupportedConversationError,
     UploadTooLargeError,
 )
@@ -51,10 +60,18 @@ MAPPING: list[tuple[type[BaseException], int, str, dict[str, str] | None]] = [
     (UnsupportedConversationError, 400, "invalid_conversation", None),
     (AdminDisabledError, 403, "admin_disabled", None),
     (ForbiddenError, 403, "forbidden", None),
+    (UnauthorizedError, 401, "unauthorized", {"WWW-Authenticate": "Bearer"}),
+    (CredentialsInUrlError, 400, "credentials_in_url", None),
     (QueueFullError, 429, "overloaded", {"Retry-After": "1"}),
+    (OverloadedError, 429, "overloaded", {"Retry-After": "1"}),
+    (DeviceOutOfMemoryError, 503, "out_of_memory", {"Retry-After": "1"}),
+    (ClientGoneError, 499, "client_closed_request", None),
     (NotReadyError, 503, "not_ready", {"Retry-After": "5"}),
     (RequestTimeoutError, 503, "timeout", {"Retry-After": "5"}),
     (BatchFailedError, 500, "generation_failed", None),
+    (AdapterUnreadableError, 500, "adapter_unreadable", None),
+    (StorageFullError, 507, "insufficient_storage", None),
+    (AdapterWriteError, 500, "adapter_write_failed", None),
 ]
 
 
@@ -62,6 +79,9 @@ def classify(error: BaseException) -> tuple[int, str, str, dict[str, str] | None
     """(status, error_type, message, headers) of any exception; unknown ones are 500 bugs."""
     for cls, status, error_type, headers in MAPPING:
         if isinstance(error, cls):
+            retry_after = getattr(error, "retry_after_s", None)  # an estimate beats the default
+            if retry_after is not None:
+                headers = (headers or {}) | {"Retry-After": str(retry_after)}
             return status, error_type, str(error), headers
     return (
         500,
@@ -93,6 +113,16 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """The methods some route of the app takes at this request's path."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET", "type": "http"})
+        if match != Match.NONE and isinstance(route, BaseRoute) and getattr(route, "methods", None):
+            methods |= set(route.methods)  # type: ignore[attr-defined]
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -101,15 +131,19 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error_type = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method of the path, not just those of the first route found
+            headers = {"Allow": ", ".join(allowed_methods(app, request))}
         return JSONResponse(
             body(request, exc.status_code, error_type, str(exc.detail)),
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     async def _known(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request, exc)
 
-    handled: list[type[Exception]] = [*(cast(type[Exception], entry[0]) for entry in MAPPING), Exception]
-    for cls in handled:
-        app.add_exception_handler(cls, _known)
+    # Only the project's own classes: anything else is a bug that RequestObserver (server/app.py)
+    # answers with a 500 on a connection that stays usable.
+    for cls, *_ in MAPPING:
+        app.add_exception_handler(cast(type[Exception], cls), _known)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from sse_starlette import EventSourceResponse
 
-from adapters import GenerationOutput, decode_text
+from adapters import GenerationOutput, GenerationParams, decode_text
 from adapters.decoding.params import TokenLogprob
 from adapters.decoding.sampling import StreamToken
 from adapters.text import IncrementalDecoder
@@ -20,22 +21,29 @@ from adapters.text import IncrementalDecoder
 from ..engine.engine import RowStream
 from ..engine.types import RowResult
 from ..errors import InvalidRequestError
-from .common import ERRORS, adapter_name, check_texts, within_caps
-from .deps import EngineDep, MetricsDep, SettingsDep
+from .common import ADAPTER_NAME_SCHEMA, ERRORS, adapter_name, check_texts, while_connected, within_caps
+from .deps import Caller, CallerDep, EngineDep, MetricsDep, SettingsDep
 from .schemas import (
     FINISH_REASONS,
     AlternativeToken,
+    CompatRequest,
     Details,
+    ErrorBody,
     GenerateRequest,
     GenerateResponse,
     StreamDetails,
+    StreamRequest,
     StreamResponse,
     Token,
+    sse_schema,
 )
 from .streaming import sse_response
 
 router = APIRouter()
-AdapterQuery = Annotated[str | None, Query(description="Adapter name; omit for the plain base model")]
+AdapterQuery = Annotated[
+    str | None,
+    Query(description="Adapter name; omit for the plain base model", json_schema_extra=ADAPTER_NAME_SCHEMA),
+]
 
 
 def alternatives(tokenizer, top: list[tuple[int, float]]) -> list[AlternativeToken]:
@@ -59,7 +67,9 @@ def output_tokens(tokenizer, out: GenerationOutput) -> list[Token]:
     pieces = [decoder.add(t) for t in out.token_ids]
     if pieces:
         pieces[-1] += decoder.finish()
-    logprobs: list[TokenLogprob | None] = [None] * len(out.token_ids) if out.logprobs is None else list(out.logprobs)
+    logprobs: list[TokenLogprob | None] = (
+        [None] * len(out.token_ids) if out.logprobs is None else list(out.logprobs)
+    )
     return [
         Token(
             id=t,
@@ -95,27 +105,41 @@ def details(result: RowResult, tokenizer, with_tokens: bool) -> Details:
     )
 
 
-async def _run(body: GenerateRequest, adapter: str | None, engine, settings, request: Request):
-    """The request's adapter and its results (the non-streamed routes)."""
+def _params(body: GenerateRequest | StreamRequest, settings) -> GenerationParams:
+    p = body.parameters
+    return within_caps(p.generation_params(settings.default_max_new_tokens), settings, p.min_new_tokens)
+
+
+def _request_adapter(
+    body: GenerateRequest | StreamRequest, adapter: str | None, who: Caller, request: Request
+) -> str | None:
     name = adapter_name(adapter, body.parameters.adapter_id)
     request.state.adapter = name
+    who.check(name)
+    return name
+
+
+async def _run(body: GenerateRequest, adapter: str | None, engine, settings, request: Request, who: Caller):
+    """The request's adapter and its results (the non-streamed routes); a client that leaves cancels it."""
+    name = _request_adapter(body, adapter, who, request)
     texts = check_texts([body.inputs] if isinstance(body.inputs, str) else list(body.inputs), settings)
-    params = within_caps(body.parameters.generation_params(settings.default_max_new_tokens), settings)
-    return name, await engine.generate(name, texts, params, truncate=body.parameters.truncate or False)
+    params = _params(body, settings)
+    truncate = body.parameters.truncate or False
+    return name, await while_connected(request, engine.generate(name, texts, params, truncate=truncate))
 
 
 @router.post("/generate", response_model=GenerateResponse | list[GenerateResponse], responses=ERRORS)
 async def generate(
-    request: Request, body: GenerateRequest, engine: EngineDep, settings: SettingsDep, adapter: AdapterQuery = None
+    request: Request,
+    body: GenerateRequest,
+    engine: EngineDep,
+    settings: SettingsDep,
+    who: CallerDep,
+    adapter: AdapterQuery = None,
 ):
     """Generate with one adapter (or the base model). List inputs give a list of results. ``details``
     always holds the batch facts; with ``"details": true`` also each token (TGI's fields)."""
-    if body.stream:
-        raise InvalidRequestError(
-            "POST /generate answers once the text is done: stream with POST /generate_stream (or POST / "
-            "with stream: true)"
-        )
-    name, results = await _run(body, adapter, engine, settings, request)
+    name, results = await _run(body, adapter, engine, settings, request, who)
     with_tokens = body.parameters.details
     responses = [
         GenerateResponse(
@@ -126,13 +150,19 @@ async def generate(
     return responses[0] if isinstance(body.inputs, str) else responses
 
 
-@router.post("/generate_stream", responses=ERRORS)
+SSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": sse_schema(StreamResponse, ErrorBody)}}}
+}
+
+
+@router.post("/generate_stream", responses=ERRORS | SSE, response_class=EventSourceResponse)
 async def generate_stream(
     request: Request,
-    body: GenerateRequest,
+    body: StreamRequest,
     engine: EngineDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    who: CallerDep,
     adapter: AdapterQuery = None,
 ):
     """Server-sent events, one per token: ``data:{"index", "token": {"id", "text", "logprob", "special"},
@@ -141,13 +171,12 @@ async def generate_stream(
     Tokens are sent as each decoder step makes them (continuous batching: T5/mT5 bases, no beams); on
     the static path (beam search, GPT-2 bases) they all come at the end. An error during the stream is a
     last event ``data:{"error", "error_type"}``."""
-    if not isinstance(body.inputs, str):
-        raise InvalidRequestError("a stream takes one input: send inputs as a string")
-    name = adapter_name(adapter, body.parameters.adapter_id)
-    request.state.adapter = name
+    name = _request_adapter(body, adapter, who, request)
     check_texts([body.inputs], settings)
-    params = within_caps(body.parameters.generation_params(settings.default_max_new_tokens), settings)
-    (stream,) = await engine.submit(name, [body.inputs], params, body.parameters.truncate or False, stream=True)
+    params = _params(body, settings)
+    (stream,) = await engine.submit(
+        name, [body.inputs], params, body.parameters.truncate or False, stream=True
+    )
     return sse_response(
         request,
         tgi_events(stream, engine.tokenizer, body.parameters.details, metrics),
@@ -176,20 +205,28 @@ async def tgi_events(stream: RowStream, tokenizer, with_details: bool, metrics) 
         yield event.model_dump()
 
 
-@router.post("/", response_model=list[GenerateResponse], responses=ERRORS)
+@router.post(
+    "/",
+    response_model=list[GenerateResponse],
+    responses=ERRORS | {200: {"content": {"application/json": {}, "text/event-stream": {}}}},
+)
 async def compat(
     request: Request,
-    body: GenerateRequest,
+    body: CompatRequest,
     engine: EngineDep,
     settings: SettingsDep,
     metrics: MetricsDep,
+    who: CallerDep,
     adapter: AdapterQuery = None,
 ):
     """Where TGI, LoRAX and Hugging Face clients post: ``"stream": true`` answers as /generate_stream,
     otherwise a list of results as TGI does on this route (``details`` only with ``"details": true``)."""
     if body.stream:
-        return await generate_stream(request, body, engine, settings, metrics, adapter)
-    name, results = await _run(body, adapter, engine, settings, request)
+        if not isinstance(body.inputs, str):
+            raise InvalidRequestError("a stream takes one input: send inputs as a string")
+        one = StreamRequest(inputs=body.inputs, parameters=body.parameters)
+        return await generate_stream(request, one, engine, settings, metrics, who, adapter)
+    name, results = await _run(body, adapter, engine, settings, request, who)
     with_tokens = body.parameters.details
     return [
         GenerateResponse(

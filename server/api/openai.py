@@ -34,8 +34,8 @@ from adapters.decoding.sampling import StreamToken
 from ..engine.engine import RowStream
 from ..engine.types import RowResult
 from ..errors import UnsupportedConversationError
-from .common import check_texts, within_caps
-from .deps import EngineDep, MetricsDep, SettingsDep
+from .common import ERROR_STATUSES, check_texts, while_connected, within_caps
+from .deps import Caller, CallerDep, EngineDep, MetricsDep, SettingsDep
 from .generate import output_tokens
 from .openai_schemas import (
     AssistantMessage,
@@ -55,11 +55,15 @@ from .openai_schemas import (
     TopLogprob,
     Usage,
 )
+from .schemas import sse_schema
 from .streaming import sse_response
 
 router = APIRouter(prefix="/v1")
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": OpenAIError} for code in (400, 404, 413, 422, 429, 500, 503)
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": OpenAIError} for code in ERROR_STATUSES}
+# with "stream": true the answer is server-sent chunks (a completion's or a chat's), then [DONE]
+STREAMED = {"type": "object", "required": ["id", "object", "created", "model", "choices"]}
+SSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": sse_schema(STREAMED, OpenAIError, done="[DONE]")}}}
 }
 FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 
@@ -78,17 +82,19 @@ def choice_params(body: SamplingFields, max_tokens: int, logprobs: int | None) -
     temperature = 1.0 if body.temperature is None else body.temperature
     greedy = temperature == 0
     if body.n > 1 and greedy:
-        raise InvalidParametersError("n > 1 gives n copies of one greedy answer: sample (temperature > 0) or send n=1")
+        raise InvalidParametersError(
+            "n > 1 gives n copies of one greedy answer: sample (temperature > 0) or send n=1"
+        )
     return [
         GenerationParams(
             max_new_tokens=max_tokens,
-            min_new_tokens=body.min_tokens,
+            min_new_tokens=min(body.min_tokens, max_tokens),  # generation ends at max_tokens
             do_sample=not greedy,
             temperature=1.0 if greedy else temperature,
             top_p=1.0 if body.top_p is None else body.top_p,
             top_k=body.top_k or 0,
             repetition_penalty=1.0 if body.repetition_penalty is None else body.repetition_penalty,
-            seed=None if body.seed is None else (body.seed + j) % 2**63,
+            seed=None if body.seed is None else body.seed + j,
             stop=body.stop_sequences(),
             logprobs=logprobs,
         )
@@ -102,13 +108,16 @@ def usage(results: Sequence[RowResult], n: int) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
-async def _submit(body, request, engine, settings, texts: list[str], max_tokens: int, logprobs: int | None):
+async def _submit(
+    body, request, engine, settings, who, texts: list[str], max_tokens: int, logprobs: int | None
+):
     """Check the request, queue one row per text and choice; returns (adapter, rows' texts, params)."""
     body.check_neutral()
     adapter = adapter_of(body.model, engine.model_id)
     request.state.adapter = adapter
+    who.check(adapter)
     check_texts(texts, settings, "prompt")
-    params = [within_caps(p, settings) for p in choice_params(body, max_tokens, logprobs)]
+    params = [within_caps(p, settings, body.min_tokens) for p in choice_params(body, max_tokens, logprobs)]
     row_texts = [t for t in texts for _ in params]
     row_params = [p for _ in texts for p in params]
     return adapter, row_texts, row_params
@@ -180,7 +189,9 @@ def completion_whole(meta: dict, results: list[RowResult], tokenizer, n: int) ->
     return Completion(**meta, choices=choices, usage=usage(results, n))
 
 
-def completion_piece(i: int, token: StreamToken, out: GenerationOutput | None, tokenizer, offset: int) -> dict:
+def completion_piece(
+    i: int, token: StreamToken, out: GenerationOutput | None, tokenizer, offset: int
+) -> dict:
     logprobs = None
     if token.logprob is not None:
         logprobs = completion_logprobs(tokenizer, [(token.text, token.logprob)], offset).model_dump()
@@ -192,14 +203,21 @@ def completion_piece(i: int, token: StreamToken, out: GenerationOutput | None, t
     }
 
 
-@router.post("/completions", response_model=Completion, responses=ERRORS)
+@router.post("/completions", response_model=Completion, responses=ERRORS | SSE)
 async def completions(
-    request: Request, body: CompletionRequest, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep
+    request: Request,
+    body: CompletionRequest,
+    engine: EngineDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    who: CallerDep,
 ):
     """OpenAI's text completions: one choice per prompt (times ``n``), ``index`` in order."""
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
     max_tokens = body.max_tokens if body.max_tokens is not None else settings.default_max_new_tokens
-    return await _answer(request, body, engine, settings, metrics, prompts, max_tokens, body.logprobs, COMPLETION)
+    return await _answer(
+        request, body, engine, settings, metrics, who, prompts, max_tokens, body.logprobs, COMPLETION
+    )
 
 
 # ---------------------------------------------------------------------------------------- chat
@@ -210,9 +228,7 @@ def chat_input(body: ChatCompletionRequest) -> str:
     roles = [m.role for m in body.messages]
     if roles.count("user") != 1 or any(r not in ("user",) for r in roles):
         extra = sorted({r for r in roles if r != "user"})
-        why = (
-            f"a {', '.join(extra)} message" if extra else f"{roles.count('user')} user messages"
-        )
+        why = f"a {', '.join(extra)} message" if extra else f"{roles.count('user')} user messages"
         raise UnsupportedConversationError(
             f"an adapter takes one input, so a chat request holds exactly one user message; this one has {why}: "
             "send the input as the only message (an adapter cannot take a system prompt or earlier turns)"
@@ -234,7 +250,10 @@ def chat_logprobs(tokenizer, tokens: list[tuple[str, TokenLogprob]]) -> ChatLogp
     return ChatLogprobs(
         content=[
             ChatTokenLogprob(
-                token=text, logprob=lp.logprob, bytes=list(text.encode()), top_logprobs=[top(i, v) for i, v in lp.top]
+                token=text,
+                logprob=lp.logprob,
+                bytes=list(text.encode()),
+                top_logprobs=[top(i, v) for i, v in lp.top],
             )
             for text, lp in tokens
         ]
@@ -268,15 +287,20 @@ def chat_piece(i: int, token: StreamToken, out: GenerationOutput | None, tokeniz
     }
 
 
-@router.post("/chat/completions", response_model=ChatCompletion, responses=ERRORS)
+@router.post("/chat/completions", response_model=ChatCompletion, responses=ERRORS | SSE)
 async def chat_completions(
-    request: Request, body: ChatCompletionRequest, engine: EngineDep, settings: SettingsDep, metrics: MetricsDep
+    request: Request,
+    body: ChatCompletionRequest,
+    engine: EngineDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    who: CallerDep,
 ):
     """A thin chat route for text-to-text adapters: the one user message is the input."""
     text = chat_input(body)
     max_tokens = body.max_completion_tokens or body.max_tokens or settings.default_max_new_tokens
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
-    return await _answer(request, body, engine, settings, metrics, [text], max_tokens, logprobs, CHAT)
+    return await _answer(request, body, engine, settings, metrics, who, [text], max_tokens, logprobs, CHAT)
 
 
 # ---------------------------------------------------------------------------------------- both
@@ -303,15 +327,16 @@ CHAT = Shape(
 )
 
 
-async def _answer(request, body, engine, settings, metrics, texts, max_tokens, logprobs, shape: Shape):
-    adapter, rows, params = await _submit(body, request, engine, settings, texts, max_tokens, logprobs)
+async def _answer(request, body, engine, settings, metrics, who, texts, max_tokens, logprobs, shape: Shape):
+    adapter, rows, params = await _submit(body, request, engine, settings, who, texts, max_tokens, logprobs)
     meta = {"id": f"{shape.prefix}-{uuid.uuid4().hex}", "created": int(time.time()), "model": body.model}
     if body.stream:
         streams = await engine.submit(adapter, rows, params, stream=True)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         chunks = _chunks(streams, meta, body.n, engine.tokenizer, include_usage, metrics, shape)
         return sse_response(request, chunks, error_body, done="[DONE]")
-    return shape.whole(meta, await engine.generate(adapter, rows, params), engine.tokenizer, body.n)
+    results = await while_connected(request, engine.generate(adapter, rows, params))
+    return shape.whole(meta, results, engine.tokenizer, body.n)
 
 
 async def _chunks(streams, meta, n, tokenizer, include_usage, metrics, shape: Shape) -> AsyncIterator[dict]:
@@ -336,17 +361,20 @@ async def _chunks(streams, meta, n, tokenizer, include_usage, metrics, shape: Sh
 # ---------------------------------------------------------------------------------------- models
 
 
-@router.get("/models", response_model=ModelList)
-async def list_models(engine: EngineDep) -> ModelList:
-    """The base model and every adapter on disk (``parent``: the base's id)."""
+async def _cards(engine, who: Caller) -> list[dict]:
     base, adapters = await asyncio.to_thread(engine.model_cards)
-    return ModelList(data=[ModelCard(**base), *(ModelCard(**a) for a in adapters)])
+    return [card for card in (base, *adapters) if who.may_use(None if card is base else card["id"])]
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(engine: EngineDep, who: CallerDep) -> ModelList:
+    """The base model and every adapter on disk (``parent``: the base's id), those the API key may use."""
+    return ModelList(data=[ModelCard(**card) for card in await _cards(engine, who)])
 
 
 @router.get("/models/{model_id}", response_model=ModelCard, responses=ERRORS)
-async def get_model(model_id: str, engine: EngineDep) -> ModelCard:
-    base, adapters = await asyncio.to_thread(engine.model_cards)
-    for card in (base, *adapters):
+async def get_model(model_id: str, engine: EngineDep, who: CallerDep) -> ModelCard:
+    for card in await _cards(engine, who):
         if card["id"] == model_id:
             return ModelCard(**card)
     raise AdapterNotFoundError(f"model {model_id!r} not found: GET /v1/models lists the served ones")

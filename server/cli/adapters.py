@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", help="base the prompt belongs to (records its fingerprint); default: none recorded"
     )
     synth = sub.add_parser("synth", help="write N random adapters for a base (for speed tests)")
-    synth.add_argument("--base", required=True, help="base model folder (its fingerprint goes into the files)")
+    synth.add_argument(
+        "--base", required=True, help="base model folder (its fingerprint goes into the files)"
+    )
     synth.add_argument("--count", type=int, required=True)
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--prefix", default="synth-")

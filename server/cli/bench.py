@@ -9,7 +9,15 @@ BENCHMARKS = {  # name -> (module, help)
     "batching": ("server.perf.bench.batching", "mixed-adapter batches vs single-adapter, sequential, naive"),
     "coldload": ("server.perf.bench.coldload", "disk -> device latency of cold adapters"),
     "report": ("server.perf.bench.report", "regenerate docs/performance.md (load tests over HTTP)"),
-    "frontends": ("server.perf.bench.frontends", "streaming and the native/TGI/OpenAI front ends on the demo"),
+    "frontends": (
+        "server.perf.bench.frontends",
+        "streaming and the native/TGI/OpenAI front ends on the demo",
+    ),
+    "overload": (
+        "server.perf.bench.overload",
+        "past capacity: 2x/4x load, shedding, recovery, abandoned requests",
+    ),
+    "soak": ("server.perf.bench.soak", "steady load while an adapter is uploaded, replaced, deleted"),
     "train": ("training.bench", "training throughput (tokens/s) of each method on a random base"),
     "pretrain": ("training.pretrain.bench", "the pretraining recipe's parts: tokenizer, data, steps"),
 }

@@ -76,7 +76,9 @@ def resolve_adapters(url: str, value: str) -> list[str | None]:
     except (httpx.HTTPError, ValueError) as e:
         raise LoadTestError(f"could not list adapters at {url}/adapters: {e}") from e
     if not names:
-        raise LoadTestError(f"the server at {url} has no adapters; pass --adapters _base to load the base model")
+        raise LoadTestError(
+            f"the server at {url} has no adapters; pass --adapters _base to load the base model"
+        )
     return names if value == "all" else names[: int(value)]
 
 

@@ -33,9 +33,23 @@ COMMANDS = (
         "the HTTP server (POST /generate?adapter=NAME)",
         formatter=argparse.ArgumentDefaultsHelpFormatter,
     ),
-    Command("generate", "server.cli.generate", "one-shot generation with one adapter, one output line per input"),
-    Command("train", "training.cli", "train an adapter (input-/prompt-tuning) or fine-tune a base", "add_train_arguments", "run_train"),
-    Command("eval", "training.cli", "decode and score an adapter or a model on a task split", "add_eval_arguments", "run_eval"),
+    Command(
+        "generate", "server.cli.generate", "one-shot generation with one adapter, one output line per input"
+    ),
+    Command(
+        "train",
+        "training.cli",
+        "train an adapter (input-/prompt-tuning) or fine-tune a base",
+        "add_train_arguments",
+        "run_train",
+    ),
+    Command(
+        "eval",
+        "training.cli",
+        "decode and score an adapter or a model on a task split",
+        "add_eval_arguments",
+        "run_eval",
+    ),
     Command("pretrain", "training.pretrain.cli", "pretrain a small T5 base from scratch (the demo base)"),
     Command("adapters", "server.cli.adapters", "adapter files: inspect, import, synthesize"),
     Command("loadtest", "server.cli.loadtest", "open-loop load test against a running server"),

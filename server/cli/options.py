@@ -46,7 +46,9 @@ def settings_from_args(args: argparse.Namespace, only: Iterable[str] | None = No
 
 
 def add_generation_options(parser: argparse.ArgumentParser, only: Iterable[str] | None = None) -> None:
-    add_dataclass_options(parser, GenerationParams, only=only, exclude=("logprobs",))  # a line of text per input
+    add_dataclass_options(
+        parser, GenerationParams, only=only, exclude=("logprobs",)
+    )  # a line of text per input
 
 
 def generation_params(args: argparse.Namespace) -> GenerationParams:

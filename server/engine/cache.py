@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from adapters import (
+    AdapterError,
     AdapterNotFoundError,
     AdapterWeights,
+    AdapterWriteError,
     adapter_path,
     check_compatible,
     from_bytes,
@@ -34,7 +36,7 @@ from adapters import (
     read_config,
     validate_name,
 )
-from adapters.io import write_atomic
+from adapters.io import read_error, write_atomic, write_error
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +108,22 @@ class AdapterCache:
     def path(self, name: str) -> Path:
         return adapter_path(self.adapter_dir, name)
 
+    def _disk_error(self, error: OSError, name: str) -> AdapterError:
+        """A client-facing error for a failed file operation on adapter ``name``: it names the adapter,
+        never the folder (whose path goes to the server log)."""
+        if isinstance(error, FileNotFoundError):
+            return AdapterNotFoundError(f"adapter {name!r} not found: GET /adapters lists the available ones")
+        log.warning("adapter %r: %s on %s", name, error, self.path(name))
+        return read_error(error, f"adapter {name!r}")
+
     def cached(self, name: str) -> AdapterEntry | None:
         """The host entry for ``name`` if it is the file's current version (one stat, no read)."""
         try:
             version = _version(os.stat(self.path(name)))
         except FileNotFoundError:
             return None
+        except OSError as e:
+            raise self._disk_error(e, name) from e
         with self._lock:
             entry = self._host.get(name)
             if entry is not None and entry.version == version:
@@ -128,9 +140,8 @@ class AdapterCache:
         entry = self.cached(name)
         if entry is not None:
             return entry
-        path = self.path(name)
         try:
-            with path.open("rb") as f:
+            with self.path(name).open("rb") as f:
                 version = _version(os.fstat(f.fileno()))
                 key = (name, version)
                 with self._lock:
@@ -139,11 +150,16 @@ class AdapterCache:
                     if owner:
                         pending = self._loading[key] = Future()
                 if owner:
-                    data = f.read()
-        except FileNotFoundError as e:
-            raise AdapterNotFoundError(
-                f"adapter {name!r} not found in {self.adapter_dir}: GET /adapters lists the available ones"
-            ) from e
+                    try:
+                        data = f.read()
+                    except BaseException as e:  # the waiters of this version must not wait forever
+                        with self._lock:
+                            self._loading.pop(key, None)
+                        assert pending is not None
+                        pending.set_exception(self._disk_error(e, name) if isinstance(e, OSError) else e)
+                        raise
+        except OSError as e:
+            raise self._disk_error(e, name) from e
         assert pending is not None
         if not owner:
             return pending.result()
@@ -180,13 +196,21 @@ class AdapterCache:
         return entry
 
     def put(self, name: str, data: bytes) -> AdapterEntry:
-        """Validate uploaded bytes, store them atomically, and make them the current version."""
+        """Validate uploaded bytes, store them atomically, and make them the current version. A failed
+        write changes nothing (StorageFullError, AdapterWriteError)."""
         path = self.path(name)
         weights = from_bytes(data, origin=f"uploaded adapter {name!r}")
         check_compatible(weights.config, self.fingerprint, self.d_model, origin=f"uploaded adapter {name!r}")
-        self.adapter_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, data)
-        version = _version(os.stat(path))
+        try:
+            self.adapter_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, data)
+            version = _version(os.stat(path))
+        except OSError as e:
+            log.warning("upload of adapter %r to %s failed: %s", name, path, e)
+            raise write_error(e, f"adapter {name!r}") from e
+        except AdapterWriteError:
+            log.warning("upload of adapter %r to %s failed", name, path, exc_info=True)
+            raise
         return self._insert(AdapterEntry(name, version, weights, pinned=name in self.pins))
 
     def delete(self, name: str) -> None:
@@ -195,7 +219,10 @@ class AdapterCache:
         try:
             path.unlink()
         except FileNotFoundError as e:
-            raise AdapterNotFoundError(f"adapter {name!r} not found in {self.adapter_dir}") from e
+            raise AdapterNotFoundError(f"adapter {name!r} not found") from e
+        except OSError as e:
+            log.warning("delete of adapter %r (%s) failed: %s", name, path, e)
+            raise write_error(e, f"adapter {name!r}") from e
         with self._lock:
             entry = self._host.pop(name, None)
             if entry is not None:
@@ -208,6 +235,10 @@ class AdapterCache:
         """Facts about one adapter for the API: config from the header, size, and its tier."""
         path = self.path(name)
         config, metadata = read_config(path)
+        try:
+            size = path.stat().st_size
+        except OSError as e:
+            raise self._disk_error(e, name) from e
         entry = self.cached(name)
         tier = "disk" if entry is None else "device" if self.on_device(entry) else "host"
         return {
@@ -220,7 +251,7 @@ class AdapterCache:
             "d_model": config.d_model,
             "prompt_length": config.prompt_length,
             "hidden_size": config.hidden_size,
-            "size_bytes": path.stat().st_size,
+            "size_bytes": size,
             "cached": tier,
             "pinned": name in self.pins,
             "metadata": metadata,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -23,16 +24,16 @@ from pathlib import Path
 
 import torch
 
-from adapters import AdaptedModel, GenerationParams, InputTooLongError, encode_sources
+from adapters import AdaptedModel, AdapterError, GenerationParams, InputTooLongError, encode_sources
 from adapters.decoding import continuous_supported
 from adapters.decoding.sampling import RowDecoding, StreamToken
 from adapters.decoding.t5_step import CONTINUOUS_TYPES, StepDecoder
 
-from ..errors import NotReadyError, RequestTimeoutError
+from ..errors import NotReadyError, OverloadedError, QueueFullError, RequestTimeoutError
 from ..metrics import Metrics
 from ..settings import ServerSettings
 from .cache import AdapterCache, AdapterEntry
-from .queue import BatchPolicy, PendingQueue, Row
+from .queue import BatchPolicy, PendingQueue, Row, WaitEstimator
 from .types import Event, Outbox, Pending, RowResult
 from .worker import DeviceWorker
 
@@ -53,7 +54,9 @@ class EngineStatus:
 class Engine:
     """Owns the adapted model, the adapter cache, the queue and the device thread."""
 
-    def __init__(self, settings: ServerSettings, metrics: Metrics, model_path: str, adapter_dir: Path) -> None:
+    def __init__(
+        self, settings: ServerSettings, metrics: Metrics, model_path: str, adapter_dir: Path
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.model_path = model_path
@@ -61,6 +64,7 @@ class Engine:
         self.model: AdaptedModel | None = None
         self.cache: AdapterCache | None = None
         self.queue: PendingQueue[Pending] = PendingQueue(settings.max_queue)
+        self.waits = WaitEstimator()
         self.ready = threading.Event()
         self._booted = threading.Event()
         self.stopping = False
@@ -94,14 +98,26 @@ class Engine:
             self._boot()
         finally:
             self._booted.set()
-        if self.worker is not None:
+        if self.worker is None:
+            return
+        try:
             self.worker.run()
+        except BaseException as e:  # a bug outside any batch: say so on /ready, fail what waits
+            self.load_error = e
+            self.ready.clear()
+            log.critical("the device thread stopped", exc_info=e)
+            left = Outbox()
+            for row in [*self.worker.running, *self.queue.drain()]:
+                left.put(row.payload, NotReadyError(f"the device thread stopped: {e}"))
+            left.flush()
 
     def _boot(self) -> None:
         try:
             s = self.settings
             torch.set_grad_enabled(False)
-            model = AdaptedModel.load(self.model_path, device=s.device, dtype=s.dtype, num_slots=s.device_slots)
+            model = AdaptedModel.load(
+                self.model_path, device=s.device, dtype=s.dtype, num_slots=s.device_slots
+            )
             self.cache = AdapterCache(
                 self.adapter_dir,
                 model.base.fingerprint,
@@ -134,7 +150,9 @@ class Engine:
                 self.cache.max_unpinned_in_batch(),
                 per_adapter=s.batching == "per-adapter",
             )
-            self.worker = DeviceWorker(model, self.cache, self.queue, self.metrics, policy, continuous)
+            self.worker = DeviceWorker(
+                model, self.cache, self.queue, self.metrics, policy, continuous, self.waits
+            )
             self.ready.set()
             log.debug(
                 "ready: model %s on %s (%s), %d adapters in %s, %d preloaded",
@@ -167,9 +185,12 @@ class Engine:
     def status(self) -> EngineStatus:
         if self.ready.is_set() and self.model is not None:
             base = self.model.base
-            return EngineStatus(True, self.model_path, str(base.device), str(base.dtype).replace("torch.", ""))
+            return EngineStatus(
+                True, self.model_path, str(base.device), str(base.dtype).replace("torch.", "")
+            )
         if self.load_error is not None:
-            reason = f"start-up failed: {self.load_error}"
+            started = self.worker is not None
+            reason = f"{'the device thread stopped' if started else 'start-up failed'}: {self.load_error}"
         else:
             reason = "shutting down" if self.stopping else "the model is loading"
         return EngineStatus(False, self.model_path, reason=reason)
@@ -219,7 +240,9 @@ class Engine:
     def _loaded(self) -> tuple[AdaptedModel, AdapterCache]:
         """The model and cache once loading is done and the server is not draining; else NotReadyError."""
         if not self.ready.is_set() or self.model is None or self.cache is None:
-            raise NotReadyError("the server is shutting down" if self.stopping else "the model is still loading")
+            raise NotReadyError(
+                "the server is shutting down" if self.stopping else "the model is still loading"
+            )
         return self.model, self.cache
 
     # ------------------------------------------------------------------ adapters (blocking: call in a thread)
@@ -232,7 +255,7 @@ class Engine:
         for name in cache.names_on_disk():
             try:
                 infos.append(cache.describe(name))
-            except Exception:  # noqa: S112
+            except AdapterError:  # broken, unreadable or just removed: GET /adapters/NAME says which
                 continue
         return infos
 
@@ -262,6 +285,7 @@ class Engine:
         Raises before anything is queued when the request cannot run (unknown adapter, input too
         long, queue full, not ready), so a caller can still answer with a plain error."""
         model, cache = self._loaded()
+        self._admit_or_refuse(len(texts))  # first: shedding load must cost as little as possible
         entry = None
         if adapter is not None:
             entry = cache.cached(adapter) or await asyncio.to_thread(cache.resolve, adapter)
@@ -280,9 +304,28 @@ class Engine:
             )
             for r, p in zip(ids, row_params, strict=True)
         ]
-        self.queue.put(rows)
+        try:
+            self.queue.put(rows)
+        except QueueFullError as e:
+            self.metrics.rejected_rows.labels("queue_full").inc(len(rows))
+            room = self.settings.max_batch_size - (len(self.worker.running) if self.worker else 0)
+            e.retry_after_s = max(1, math.ceil(self.waits.expected_wait(len(self.queue), room)))
+            raise
         self.metrics.queue_depth.set(len(self.queue))
         return [RowStream(row, self.metrics, self.settings.request_timeout_s) for row in rows]
+
+    def _admit_or_refuse(self, rows: int) -> None:
+        """Refuse at once (429, with an honest Retry-After) a request that would wait longer than
+        max_queue_wait_s for the device."""
+        limit = self.settings.max_queue_wait_s
+        if not limit:
+            return
+        running = len(self.worker.running) if self.worker is not None else 0
+        room = self.settings.max_batch_size - running
+        expected = self.waits.expected_wait(len(self.queue) + rows - 1, room)
+        if expected > limit:
+            self.metrics.rejected_rows.labels("overloaded").inc(rows)
+            raise OverloadedError(expected, limit, max(1, math.ceil(expected - limit)))
 
     async def generate(
         self,

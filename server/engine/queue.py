@@ -158,3 +158,59 @@ class PendingQueue(Generic[P]):
 
     def _full(self, policy: BatchPolicy) -> bool:
         return len(self._rows) >= policy.max_rows or sum(r.tokens for r in self._rows) >= policy.max_tokens
+
+
+class WaitEstimator:
+    """How long a new row would wait for the device, from the recent service rate.
+
+    The device thread reports, after each step (or static batch), how many rows finished and how
+    long it was busy since its last report (its whole loop, bookkeeping included; time blocked
+    waiting for work is not counted). The service rate is rows finished per busy second between two
+    finishing reports, the later one the last, over at least ``window_s`` busy seconds and
+    ``min_rows`` rows when there are that many (over everything so far otherwise). Measuring from
+    one finish to another keeps it right when rows finish in bursts (a batch of rows of one length
+    ends together): a window cut between bursts would count a burst without the time that made it.
+    A new row waits for the rows queued ahead of it beyond the room the running batch has. With no
+    finished row yet the estimate is 0. Pure logic.
+    """
+
+    def __init__(self, window_s: float = 2.0, min_rows: int = 16) -> None:
+        self.window_s = window_s
+        self.min_rows = min_rows
+        self._busy = 0.0  # busy seconds reported so far
+        self._rows = 0  # rows finished so far
+        # (busy, rows) so far at each report where rows finished; (0, 0) stands for the start
+        self._finishes: deque[tuple[float, int]] = deque([(0.0, 0)])
+        self._lock = threading.Lock()
+
+    def record(self, finished: int, busy_s: float) -> None:
+        with self._lock:
+            self._busy += busy_s
+            if not finished:
+                return
+            self._rows += finished
+            self._finishes.append((self._busy, self._rows))
+            # keep as the first finish the latest one from which the last spans the window
+            while len(self._finishes) > 2 and self._spans_window(self._finishes[1]):
+                self._finishes.popleft()
+
+    def _spans_window(self, since: tuple[float, int]) -> bool:
+        busy, rows = since
+        last_busy, last_rows = self._finishes[-1]
+        return last_busy - busy >= self.window_s and last_rows - rows >= self.min_rows
+
+    def rate(self) -> float | None:
+        """Rows finished per busy second (None before any row finished)."""
+        with self._lock:
+            (first_busy, first_rows), (last_busy, last_rows) = self._finishes[0], self._finishes[-1]
+        busy = last_busy - first_busy
+        return (last_rows - first_rows) / busy if busy > 0 else None
+
+    def expected_wait(self, ahead: int, room: int) -> float:
+        """Seconds until a row queued behind ``ahead`` rows starts, with ``room`` free places in the
+        running batch (0 when it would start at once or nothing is known)."""
+        rate = self.rate()
+        waiting = ahead - max(room, 0)
+        if rate is None or waiting < 0:
+            return 0.0
+        return (waiting + 1) / rate

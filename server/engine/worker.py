@@ -17,13 +17,15 @@ import logging
 import time
 from dataclasses import dataclass
 
+import torch
+
 from adapters import AdaptedModel, GenerationOutput
 from adapters.decoding import ContinuousBatch
 
-from ..errors import BatchFailedError
+from ..errors import BatchFailedError, DeviceOutOfMemoryError
 from ..metrics import Metrics
 from .cache import AdapterCache
-from .queue import BatchPolicy, PendingQueue, Row
+from .queue import BatchPolicy, PendingQueue, Row, WaitEstimator
 from .types import Outbox, Pending, RowResult
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,10 @@ class DeviceWorker:
         metrics: Metrics,
         policy: BatchPolicy,
         continuous: bool,
+        waits: WaitEstimator | None = None,
     ) -> None:
         self.model = model
+        self.waits = waits or WaitEstimator()
         self.cache = cache
         self.queue = queue
         self.metrics = metrics
@@ -68,6 +72,8 @@ class DeviceWorker:
     # ------------------------------------------------------------------ static
 
     def run_static(self, batch: list[Job]) -> None:
+        """One generate call for the batch; on a device out of memory, each half alone (down to one row,
+        which then gets a 503 to retry)."""
         start = time.monotonic()
         pending = [row.payload for row in batch]
         for p in pending:
@@ -83,11 +89,18 @@ class DeviceWorker:
                 decodings=[p.decoding for p in pending],
             )
         except Exception as e:  # a failing batch must not take the server down
+            self.running = tuple(r for r in self.running if r not in batch)
+            if _out_of_memory(e) and len(batch) > 1:
+                _free_device_memory(self.model)
+                log.warning("device out of memory with %d rows: running them in two halves", len(batch))
+                half = len(batch) // 2
+                self.run_static(batch[:half])
+                self.run_static(batch[half:])
+                return
             self._fail(batch, e, outbox)
             outbox.flush()
             return
-        finally:
-            self.running = tuple(r for r in self.running if r not in batch)
+        self.running = tuple(r for r in self.running if r not in batch)
         elapsed = time.monotonic() - start
         distinct = _distinct_adapters(batch)
         self._observe_call(elapsed, len(batch), distinct)
@@ -96,12 +109,14 @@ class DeviceWorker:
                 outbox.tokens(row.payload)
             self._resolve(row, out, start, elapsed, len(batch), distinct, outbox)
         outbox.flush()
+        self.waits.record(len(batch), time.monotonic() - start)
 
     # ------------------------------------------------------------------ continuous
 
     def _run_continuous(self) -> None:
         running: ContinuousBatch[Job] = ContinuousBatch(self.model)
         admitted: dict[Job, Admission] = {}  # the batch's keys are the rows themselves
+        busy_since = time.monotonic()  # the device thread's time between reports, idle waits left out
         while True:
             gone = {row for row in admitted if row.payload.cancelled}
             if gone:
@@ -116,11 +131,13 @@ class DeviceWorker:
                 rows = self.queue.take_batch(self.policy) or []
                 if not rows and self.queue.closed:
                     return
+                busy_since = time.monotonic()
             self.metrics.queue_depth.set(len(self.queue))
             beams = [r for r in rows if r.payload.params.num_beams > 1]
             joining = [r for r in rows if r.payload.params.num_beams == 1]
             if beams:
-                self.run_static(beams)
+                self.run_static(beams)  # (which reports its own rows and time)
+                busy_since = time.monotonic()
             start = time.monotonic()
             outbox = Outbox()
             try:
@@ -148,6 +165,8 @@ class DeviceWorker:
                 running = ContinuousBatch(self.model)
                 continue
             now = time.monotonic()
+            self.waits.record(len(finished), now - busy_since)
+            busy_since = now
             if admitted:
                 self._observe_call(now - start, len(admitted), _distinct_adapters(admitted))
             for row in admitted:
@@ -194,11 +213,29 @@ class DeviceWorker:
         outbox.put(row.payload, RowResult(out, start - row.arrival, elapsed, rows, adapters))
 
     def _fail(self, rows: list[Job], error: Exception, outbox: Outbox) -> None:
-        log.error("model call with %d rows failed", len(rows), exc_info=error)
-        self.metrics.batches.labels("error").inc()
-        failure = BatchFailedError(f"generation failed for the batch holding this request: {error}")
+        failure: Exception
+        if _out_of_memory(error):
+            _free_device_memory(self.model)
+            log.error("device out of memory with %d rows: they get 503", len(rows))
+            self.metrics.batches.labels("out_of_memory").inc()
+            failure = DeviceOutOfMemoryError(
+                "the device ran out of memory running the batch that held this request: retry"
+            )
+        else:
+            log.error("model call with %d rows failed", len(rows), exc_info=error)
+            self.metrics.batches.labels("error").inc()
+            failure = BatchFailedError(f"generation failed for the batch holding this request: {error}")
         for row in rows:
             outbox.put(row.payload, failure)
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError)
+
+
+def _free_device_memory(model: AdaptedModel) -> None:
+    if model.base.device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _distinct_adapters(rows) -> int:

@@ -53,7 +53,9 @@ def generate_one(
     return generate_rows(model, tok, [params], [ids.shape[1]], mask, inputs_embeds=embeds)[0]
 
 
-def create_naive_app(model_path: str, adapter_dir: Path, device: str = "auto", dtype: str = "auto") -> FastAPI:
+def create_naive_app(
+    model_path: str, adapter_dir: Path, device: str = "auto", dtype: str = "auto"
+) -> FastAPI:
     state: dict = {"base": None, "adapters": {}}
     lock = threading.Lock()
 

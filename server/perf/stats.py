@@ -46,6 +46,7 @@ def summarize(outcomes: list[Outcome], offered_rate: float) -> dict:
         "duration_s": round(span, 3),
         "latency_ms": pct([o.latency * ms for o in ok]),
         "queue_ms": pct([o.queue_ms for o in ok if o.queue_ms is not None]),
+        "inference_ms": pct([o.inference_ms for o in ok if o.inference_ms is not None]),
         "client_lag_ms": pct([o.lag * ms for o in outcomes]),
         "batch_rows_mean": round(sum(o.batch_rows or 0 for o in ok) / len(ok), 2) if ok else None,
         "ttft_ms": pct([t * ms for o in ok if (t := o.ttft) is not None]),
@@ -71,7 +72,9 @@ def format_report(summary: dict) -> str:
     ]
     if summary["ttft_ms"]["p50"] is not None:
         t, g = summary["ttft_ms"], summary["itl_ms"]
-        lines.append(f"first token ms p50 {t['p50']}  p95 {t['p95']}  p99 {t['p99']}  max {t['max']}  (streamed)")
+        lines.append(
+            f"first token ms p50 {t['p50']}  p95 {t['p95']}  p99 {t['p99']}  max {t['max']}  (streamed)"
+        )
         lines.append(f"between tokens ms p50 {g['p50']}  p95 {g['p95']}  p99 {g['p99']}  max {g['max']}")
     if summary["mismatches"]:
         lines.append(f"MISMATCHED ANSWERS: {summary['mismatches']}")

@@ -57,7 +57,9 @@ def make_inputs(count: int, chars: int, seed: int = 0) -> list[str]:
 
 def add_base_options(parser: argparse.ArgumentParser, shape: str = "t5-small") -> None:
     parser.add_argument("--model", help="base folder; default: a random base of --shape")
-    parser.add_argument("--shape", default=shape, help=f"random T5 shape when no --model ({', '.join(T5_SHAPES)})")
+    parser.add_argument(
+        "--shape", default=shape, help=f"random T5 shape when no --model ({', '.join(T5_SHAPES)})"
+    )
     parser.add_argument("--device", default="cpu", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16 (GPU only)")
 

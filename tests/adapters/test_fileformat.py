@@ -14,20 +14,26 @@ from adapters import (
     AdapterConfig,
     AdapterConfigError,
     AdapterNotFoundError,
+    AdapterUnreadableError,
+    AdapterWriteError,
     IncompatibleAdapterError,
     InvalidAdapterNameError,
     MissingMetadataError,
     NonFiniteWeightsError,
     NotSafetensorsError,
+    StorageFullError,
     TensorMismatchError,
     UnsupportedFormatVersionError,
     adapter_path,
+    from_bytes,
+    list_adapter_names,
     load_adapter,
     random_adapter,
+    read_config,
     save_adapter,
     to_bytes,
 )
-from adapters.fileformat import META_CONFIG, META_EXTRA, META_FORMAT
+from adapters.fileformat import MAX_HEADER_BYTES, META_CONFIG, META_EXTRA, META_FORMAT, json_depth
 
 FP = "sha256:" + "ab" * 16
 
@@ -213,3 +219,103 @@ def test_valid_files_whose_header_length_looks_like_a_pickle_load(tmp_path, head
     assert data.startswith(first_bytes)
     (tmp_path / "odd.safetensors").write_bytes(data)
     assert torch.equal(load_adapter(tmp_path / "odd.safetensors").prompt, weights.prompt)
+
+
+def crafted(header: dict, tensor_bytes: bytes = b"") -> bytes:
+    """A safetensors file with a hand-written header (any JSON the parser may meet)."""
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + tensor_bytes
+
+
+def prompt_header(metadata) -> dict:
+    return {"__metadata__": metadata, "prompt": {"dtype": "F32", "shape": [1, 2], "data_offsets": [0, 8]}}
+
+
+@pytest.mark.parametrize(
+    "metadata, error, fragment",
+    [
+        ("a string", MissingMetadataError, "__metadata__ must be a JSON object of strings"),
+        (42, MissingMetadataError, "__metadata__ must be a JSON object of strings"),
+        ({META_FORMAT: "1", META_CONFIG: {"kind": "x"}}, MissingMetadataError, "object of strings"),
+        ({META_FORMAT: ["1"], META_CONFIG: "{}"}, MissingMetadataError, "object of strings"),
+        ({META_FORMAT: "1", META_CONFIG: "{}", META_EXTRA: 7}, MissingMetadataError, "object of strings"),
+        ({META_FORMAT: "1", META_CONFIG: "[1, 2]"}, AdapterConfigError, "must be a JSON object"),
+        (
+            {
+                META_FORMAT: "1",
+                META_CONFIG: '{"kind": "input-tuning", "d_model": 2, "prompt_length": 1, "format_version": [1]}',
+            },
+            AdapterConfigError,
+            "format_version",
+        ),
+        (
+            {META_FORMAT: "1", META_CONFIG: '{"kind": ["x"], "d_model": 2, "prompt_length": 1}'},
+            AdapterConfigError,
+            "kind",
+        ),
+        (
+            {
+                META_FORMAT: "1",
+                META_CONFIG: '{"kind": "input-tuning", "d_model": 2, "prompt_length": 1, "base_model": {}}',
+            },
+            AdapterConfigError,
+            "base_model must be a string",
+        ),
+        ({META_FORMAT: "x", META_CONFIG: "{}"}, UnsupportedFormatVersionError, "format version"),
+        (
+            {
+                META_FORMAT: "1",
+                META_CONFIG: '{"kind": "prompt-tuning", "d_model": 2, "prompt_length": 1}',
+                META_EXTRA: "5",
+            },
+            AdapterConfigError,
+            "must be a JSON object",
+        ),
+    ],
+)
+def test_metadata_of_any_json_shape_is_a_format_error(metadata, error, fragment):
+    """Wrong JSON types anywhere in the metadata are the file's fault, said precisely (never a TypeError)."""
+    with pytest.raises(error, match=fragment):
+        from_bytes(crafted(prompt_header(metadata), b"\0" * 8))
+
+
+def test_deep_headers_are_refused_before_parsing():
+    deep = b"[" * 100_000 + b"]" * 100_000
+    data = struct.pack("<Q", len(deep)) + deep
+    with pytest.raises(NotSafetensorsError, match="nests 100000 levels deep"):
+        from_bytes(data)
+    assert json_depth(b'{"a": [1, {"b": "[[[[{{"}]}') == 3  # brackets inside strings do not count
+    big = crafted({"__metadata__": {"x": "y" * (MAX_HEADER_BYTES + 10)}})
+    with pytest.raises(NotSafetensorsError, match="header length"):
+        from_bytes(big)
+
+
+def test_files_that_cannot_be_read_say_so(tmp_path):
+    (tmp_path / "folder.safetensors").mkdir()
+    with pytest.raises(AdapterUnreadableError, match="is a folder, not a file"):
+        load_adapter(tmp_path / "folder.safetensors")
+    with pytest.raises(AdapterUnreadableError, match="is a folder"):
+        read_config(tmp_path / "folder.safetensors")
+    assert list_adapter_names(tmp_path / "missing") == []
+    (tmp_path / "a.safetensors").write_bytes(b"")
+    (tmp_path / ".hidden.safetensors").write_bytes(b"")
+    assert list_adapter_names(tmp_path) == ["a", "folder"]
+
+
+@pytest.mark.parametrize(
+    "code, error, fragment", [(28, StorageFullError, "no space left"), (30, AdapterWriteError, "read-only")]
+)
+def test_failed_writes_leave_nothing_behind(tmp_path, monkeypatch, code, error, fragment):
+    import os
+
+    target = save_adapter(sample(), tmp_path / "a.safetensors")
+    before = target.read_bytes()
+
+    def failing_fsync(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(error, match=fragment):
+        save_adapter(sample("prompt-tuning"), target)
+    assert target.read_bytes() == before  # the old file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors"]  # no temporary file left

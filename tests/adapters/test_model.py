@@ -67,6 +67,11 @@ def test_seeded_sampling_is_reproducible_and_seed_dependent(t5_model):
     assert first[0].seed == 7
     greedy = t5_model.generate(TEXTS[:4], [1, 2, 3, 0], GenerationParams(max_new_tokens=10))
     assert [o.token_ids for o in first] != [o.token_ids for o in greedy]
+    # a top_k at least the vocabulary keeps every token: the same draws as no top_k at all
+    huge_k = t5_model.generate(
+        TEXTS[:4], [1, 2, 3, 0], GenerationParams(**{**p.__dict__, "top_k": 2**31 - 1})
+    )
+    assert [o.token_ids for o in huge_k] == [o.token_ids for o in first]
 
 
 def test_fresh_adapter_with_no_prompt_gives_base_logits(any_model):
@@ -136,6 +141,7 @@ def test_gpt2_refuses_inputs_past_its_positions(gpt2_model):
         ({"top_p": 1.5}, "top_p"),
         ({"do_sample": True, "num_beams": 2}, "cannot be combined"),
         ({"min_new_tokens": 5, "max_new_tokens": 2}, "min_new_tokens"),
+        ({"top_k": 2**63}, "top_k must be in"),
     ],
 )
 def test_generation_params_are_validated(kwargs, message):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -100,6 +105,64 @@ class LiveServer:
         self.thread.join(30)
 
 
+class ServerProcess:
+    """``inputtune serve`` in a process of its own on a free loopback port (for load tests, where a
+    client in the server's own process would share its interpreter lock): ``settings`` become
+    ``INPUTTUNE_*`` variables. Stopped with SIGTERM on exit, killed if it does not stop."""
+
+    def __init__(self, model_dir: Path, adapter_dir: Path, **settings) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        values = {"max_wait_ms": 30, "drain_timeout_s": 10, **settings}
+        self.env = dict(os.environ) | {f"INPUTTUNE_{k.upper()}": str(v) for k, v in values.items()}
+        self.command = [
+            sys.executable, "-m", "server.cli", "serve", "--model", str(model_dir / "base"),
+            "--adapter-dir", str(adapter_dir), "--port", str(self.port), "--device", "cpu",
+        ]  # fmt: skip
+
+    def __enter__(self) -> ServerProcess:
+        # its log goes to a file: a pipe nobody reads would fill up and block the server
+        self.log = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(self.command, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.proc.poll() is None, self.read_log()
+            try:
+                if httpx.get(self.url + "/ready").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.1)
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.output = self.read_log()
+        self.log.close()
+
+    def read_log(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
+@pytest.fixture
+def served_process(model_dir, adapter_dir):
+    """Factory: ``with served_process(**settings) as server:`` (a ServerProcess)."""
+
+    def start(**settings) -> ServerProcess:
+        return ServerProcess(model_dir, adapter_dir, **settings)
+
+    return start
+
+
 @pytest.fixture
 def live(model_dir, adapter_dir):
     """Factory: ``with live(**settings) as server:``."""
@@ -108,6 +171,19 @@ def live(model_dir, adapter_dir):
         return LiveServer(settings_for(model_dir, adapter_dir, **overrides))
 
     return start
+
+
+def failing_once(error: BaseException):
+    """A wrap_model_calls wrapper: the first model call raises ``error``, the rest run."""
+    calls = {"n": 0}
+
+    def wrapper(real, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise error
+        return real(*args, **kwargs)
+
+    return wrapper
 
 
 def wrap_model_calls(server: LiveServer, monkeypatch, wrapper) -> None:

@@ -89,7 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_base_options(parser)
     parser.add_argument("--batch-size", "-B", type=int, default=32)
     parser.add_argument(
-        "--adapters", "-K", type=int, nargs="+", default=[8, 32], help="numbers of distinct adapters to mix (one run each)"
+        "--adapters",
+        "-K",
+        type=int,
+        nargs="+",
+        default=[8, 32],
+        help="numbers of distinct adapters to mix (one run each)",
     )
     parser.add_argument("--prompt-length", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=16, help="tokens generated per row (min = max)")

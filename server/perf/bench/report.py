@@ -186,7 +186,8 @@ def run(args: argparse.Namespace) -> int:
         "", rate=1.0, duration_s=args.duration, inputs=inputs, parameters=params, zipf_a=1.0, seed=7
     )
     results: dict = {
-        "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")} | {"cpu_threads": os.cpu_count()},
+        "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")}
+        | {"cpu_threads": os.cpu_count()},
         "saturation": {},
         "latency": {},
         "device_slots": {str(c): device_slots_for(c) for c in counts},
@@ -215,7 +216,9 @@ def run(args: argparse.Namespace) -> int:
     sat = results["saturation"]["inputtune"][mid]["achieved_rate"]
     say(f"latency of inputtune with {mid} adapters: unloaded, and at 50% / 80% of its saturation ({sat}/s)")
     spec = replace(base_spec, adapters=adapter_names(adapters_dir, int(mid)))
-    with Server(INPUTTUNE, base, adapters_dir, device_slots_for(int(mid)), args.batch_size, log_path) as server:
+    with Server(
+        INPUTTUNE, base, adapters_dir, device_slots_for(int(mid)), args.batch_size, log_path
+    ) as server:
         warm(server.url, spec)
         unloaded = measure(
             server.url,

@@ -44,7 +44,9 @@ class Api:
     def request(self, adapter: str | None, text: str, stream: bool) -> Request:
         parameters = dict(self.parameters, details=True) if stream else self.parameters
         path = self.streamed_path if stream else "/generate"
-        return Request(path, {"adapter": adapter} if adapter else {}, {"inputs": text, "parameters": parameters})
+        return Request(
+            path, {"adapter": adapter} if adapter else {}, {"inputs": text, "parameters": parameters}
+        )
 
     def expected_adapter(self, adapter: str | None) -> str | None:
         return adapter
@@ -53,7 +55,9 @@ class Api:
         if not isinstance(body, dict) or not isinstance(body.get("generated_text"), str):
             raise ValueError("200 without generated_text")
         details = body.get("details") or {}
-        return Answer(body["generated_text"], int(details.get("generated_tokens", 0)), body.get("adapter"), details)
+        return Answer(
+            body["generated_text"], int(details.get("generated_tokens", 0)), body.get("adapter"), details
+        )
 
     def event(self, data: str) -> tuple[str, Answer | None]:
         """A streamed event's text, and the answer once the event is the last one."""

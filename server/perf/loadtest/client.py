@@ -33,6 +33,7 @@ class Outcome:
     batch_rows: int | None = None
     first_token: float | None = None  # streamed: when the first token arrived (client clock, from the start)
     gaps: list[float] | None = None  # streamed: seconds between consecutive token events
+    retry_after: str | None = None  # a refusal's Retry-After header, as sent
 
     @property
     def latency(self) -> float:
@@ -71,6 +72,7 @@ def check(outcome: Outcome, response: httpx.Response, api: Api) -> None:
     outcome.status = response.status_code
     if response.status_code != 200:
         outcome.problem = f"HTTP {response.status_code}"
+        outcome.retry_after = response.headers.get("retry-after")
         return
     try:
         answer = api.answer(response.json())
@@ -93,6 +95,7 @@ async def _streamed(client: httpx.AsyncClient, api: Api, outcome: Outcome, reque
         if response.status_code != 200:
             await response.aread()
             outcome.problem = f"HTTP {response.status_code}"
+            outcome.retry_after = response.headers.get("retry-after")
             return
         try:
             async for line in response.aiter_lines():

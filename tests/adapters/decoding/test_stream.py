@@ -52,7 +52,13 @@ def run_continuous(model, texts, slots, params, stream=False, joins=None):
     while len(outputs) < len(texts):
         if step in joins:
             js = joins[step]
-            batch.admit(js, [ids[i] for i in js], [slots[i] for i in js], [params[i] for i in js], [rows[i] for i in js])
+            batch.admit(
+                js,
+                [ids[i] for i in js],
+                [slots[i] for i in js],
+                [params[i] for i in js],
+                [rows[i] for i in js],
+            )
         outputs.update(batch.step())
         for i, row in enumerate(rows):
             events[i] += row.take_events() if stream else []
@@ -95,11 +101,11 @@ def test_stop_sequences_end_the_row_where_the_text_first_holds_one(t5_model):
 @pytest.mark.parametrize("with_stops", [False, True])
 def test_streamed_rows_equal_unstreamed_rows(t5_model, with_stops):
     slots = [1, 2, 3, 0]
-    params = [
-        GenerationParams(**{**p.__dict__, "stop": ("e", "zz") if with_stops else ()}) for p in PARAMS
-    ]
+    params = [GenerationParams(**{**p.__dict__, "stop": ("e", "zz") if with_stops else ()}) for p in PARAMS]
     quiet, _ = run_continuous(t5_model, TEXTS[:4], slots, params)
-    loud, events = run_continuous(t5_model, TEXTS[:4], slots, params, stream=True, joins={0: [0, 1], 3: [2, 3]})
+    loud, events = run_continuous(
+        t5_model, TEXTS[:4], slots, params, stream=True, joins={0: [0, 1], 3: [2, 3]}
+    )
     static_rows = [RowDecoding.start(p, t5_model.tokenizer, stream=True) for p in params]
     static = t5_model.generate(TEXTS[:4], slots, params, decodings=static_rows)
     for i in range(4):

@@ -65,10 +65,17 @@ def test_openai_completions_equal_native(served):
     assert done.choices[0].text == expected["generated_text"]
     assert done.usage.completion_tokens == expected["details"]["generated_tokens"]
     assert done.usage.prompt_tokens == expected["details"]["input_tokens"]
-    assert done.choices[0].finish_reason == ("length" if expected["details"]["finish_reason"] == "length" else "stop")
+    assert done.choices[0].finish_reason == (
+        "length" if expected["details"]["finish_reason"] == "length" else "stop"
+    )
     chunks = list(
         client.completions.create(
-            model=adapter, prompt=text, max_tokens=16, temperature=0, stream=True, extra_body={"min_tokens": 16}
+            model=adapter,
+            prompt=text,
+            max_tokens=16,
+            temperature=0,
+            stream=True,
+            extra_body={"min_tokens": 16},
         )
     )
     forced = native(server, adapter, text, 16, min_new_tokens=16)
@@ -116,7 +123,9 @@ def test_openai_logprobs_and_stop(served):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
     done = client.completions.create(model=adapter, prompt=text, max_tokens=10, temperature=0, logprobs=2)
     lp = done.choices[0].logprobs
-    assert "".join(lp.tokens) == done.choices[0].text and len(lp.token_logprobs) == done.usage.completion_tokens
+    assert (
+        "".join(lp.tokens) == done.choices[0].text and len(lp.token_logprobs) == done.usage.completion_tokens
+    )
     assert all(v <= 0 for v in lp.token_logprobs) and all(len(top) <= 2 for top in lp.top_logprobs)
     full = done.choices[0].text
     if len(full) >= 4:
@@ -138,12 +147,34 @@ def test_inference_client_text_generation(served):
     assert out.details.finish_reason in ("length", "eos_token")
     events = list(
         client.text_generation(
-            text, adapter_id=adapter, max_new_tokens=16, details=True, stream=True, decoder_input_details=False
+            text,
+            adapter_id=adapter,
+            max_new_tokens=16,
+            details=True,
+            stream=True,
+            decoder_input_details=False,
         )
     )
     # min_new_tokens is not a TGI parameter: ask the same 16 tokens through the native stream instead
-    forced = list(sse(server, {"inputs": text, "parameters": {"max_new_tokens": 16, "min_new_tokens": 16, "details": True, "adapter_id": adapter}}))
-    assert "".join(e["token"]["text"] for e in forced) == forced[-1]["generated_text"] == expected["generated_text"]
+    forced = list(
+        sse(
+            server,
+            {
+                "inputs": text,
+                "parameters": {
+                    "max_new_tokens": 16,
+                    "min_new_tokens": 16,
+                    "details": True,
+                    "adapter_id": adapter,
+                },
+            },
+        )
+    )
+    assert (
+        "".join(e["token"]["text"] for e in forced)
+        == forced[-1]["generated_text"]
+        == expected["generated_text"]
+    )
     assert sum(e["generated_text"] is None for e in forced) >= 2
     assert "".join(e.token.text for e in events) == events[-1].generated_text == out.generated_text
     assert events[-1].details.generated_tokens == out.details.generated_tokens

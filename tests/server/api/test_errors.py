@@ -11,7 +11,7 @@ from safetensors.torch import save as st_save
 
 from adapters import AdapterConfig, random_adapter, save_adapter
 from tests.conftest import TEXTS
-from tests.server.conftest import wrap_model_calls
+from tests.server.conftest import failing_once, wrap_model_calls
 
 OK = {"inputs": "hello", "parameters": {"max_new_tokens": 3}}
 
@@ -68,6 +68,11 @@ def test_request_errors(live):
             "cannot be combined",
         )
         expect(post(server, {"inputs": "hi", "parameters": {"bogus": 1}}), 422, "invalid_request", "bogus")
+        # JSON types as JSON Schema has them: no "5" for 5, no 0 for false, no white space for a text
+        for field, value in (("max_new_tokens", "5"), ("do_sample", 0), ("details", "true")):
+            body = {"inputs": "hi", "parameters": {field: value}}
+            expect(post(server, body), 422, "invalid_request", f"parameters.{field}")
+        expect(post(server, {"inputs": " \t\u3000\u00a0"}), 422, "invalid_request", "input 0 is empty")
         long_text = "x" * 50  # byte-level tokenizer: 51 tokens > 20
         expect(
             post(server, {"inputs": long_text}), 413, "input_too_long", "has 51 tokens but the limit is 20"
@@ -107,7 +112,9 @@ def test_bad_adapter_files_fail_alone(live, adapter_dir, model_dir):
 
 @pytest.mark.parametrize("scheduling", ["static", "continuous"])
 def test_queue_full_is_429_with_retry_after_and_nothing_is_lost(live, monkeypatch, scheduling):
-    with live(max_queue=4, max_batch_size=2, max_wait_ms=0, scheduling=scheduling) as server:
+    with live(
+        max_queue=4, max_inputs_per_request=4, max_batch_size=2, max_wait_ms=0, scheduling=scheduling
+    ) as server:
         gate = threading.Event()
 
         def blocked(real, *args, **kwargs):
@@ -146,15 +153,7 @@ def test_queue_full_is_429_with_retry_after_and_nothing_is_lost(live, monkeypatc
 @pytest.mark.parametrize("scheduling", ["static", "continuous"])
 def test_failing_batch_fails_only_itself(live, monkeypatch, scheduling):
     with live(scheduling=scheduling) as server:
-        calls = {"n": 0}
-
-        def flaky(real, *args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 1:
-                raise RuntimeError("CUDA error: simulated")
-            return real(*args, **kwargs)
-
-        wrap_model_calls(server, monkeypatch, flaky)
+        wrap_model_calls(server, monkeypatch, failing_once(RuntimeError("CUDA error: simulated")))
         body = expect(post(server, OK, adapter="e2e"), 500, "generation_failed", "simulated")
         assert "batch" in body["error"]
         assert post(server, OK, adapter="e2e").status_code == 200

@@ -170,7 +170,10 @@ def test_gpt2_server_answers_like_the_naive_baseline(tmp_path):
     bodies = [
         {"inputs": TEXTS[1], "parameters": {"max_new_tokens": 6}},
         {"inputs": TEXTS[3], "parameters": {"max_new_tokens": 8, "repetition_penalty": 1.6}},
-        {"inputs": TEXTS[5], "parameters": {"max_new_tokens": 6, "do_sample": True, "temperature": 30.0, "seed": 3}},
+        {
+            "inputs": TEXTS[5],
+            "parameters": {"max_new_tokens": 6, "do_sample": True, "temperature": 30.0, "seed": 3},
+        },
     ]
     with TestClient(create_naive_app(str(tmp_path / "base"), tmp_path / "adapters", device="cpu")) as naive:
         baseline = [naive.post("/generate", params={"adapter": "e2e"}, json=b).json() for b in bodies]

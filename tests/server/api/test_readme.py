@@ -26,7 +26,9 @@ def test_the_readme_has_the_snippets():
     assert len(found) == 2 and "from openai import OpenAI" in found[0] and "InferenceClient" in found[1]
 
 
-@pytest.mark.skipif(not (DEMO_DIR / "base" / "config.json").is_file(), reason="the demo is not in this checkout")
+@pytest.mark.skipif(
+    not (DEMO_DIR / "base" / "config.json").is_file(), reason="the demo is not in this checkout"
+)
 @pytest.mark.parametrize("index", [0, 1])
 def test_snippet_runs_against_the_demo(index):
     settings = ServerSettings(device="cpu", port=0, drain_timeout_s=10)

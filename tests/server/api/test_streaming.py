@@ -42,7 +42,11 @@ def test_stream_equals_the_answer_and_ends_with_details(live, scheduling):
             body = {"inputs": TEXTS[3], "parameters": {**params, "details": True}}
             got = events(server.url, body)
             answer = httpx.post(server.url + "/generate", params={"adapter": "e2e"}, json=body).json()
-            assert "".join(e["token"]["text"] for e in got) == got[-1]["generated_text"] == answer["generated_text"]
+            assert (
+                "".join(e["token"]["text"] for e in got)
+                == got[-1]["generated_text"]
+                == answer["generated_text"]
+            )
             assert all(e["generated_text"] is None and e["details"] is None for e in got[:-1])
             assert got[-1]["details"]["generated_tokens"] == answer["details"]["generated_tokens"]
             assert got[-1]["details"]["finish_reason"] == answer["details"]["finish_reason"]
@@ -121,10 +125,15 @@ def test_an_error_during_a_stream_is_its_last_event(live, monkeypatch):
             return real(*args, **kwargs)
 
         wrap_model_calls(server, monkeypatch, fail_on_third_step)
-        got = events(server.url, {"inputs": TEXTS[1], "parameters": {"max_new_tokens": 10, "min_new_tokens": 10}})
+        got = events(
+            server.url, {"inputs": TEXTS[1], "parameters": {"max_new_tokens": 10, "min_new_tokens": 10}}
+        )
         assert got[-1]["error_type"] == "generation_failed" and "simulated" in got[-1]["error"]
         assert all("token" in e for e in got[:-1]) and len(got) >= 2
-        assert events(server.url, {"inputs": "hi", "parameters": {"max_new_tokens": 3}})[-1]["generated_text"] is not None
+        assert (
+            events(server.url, {"inputs": "hi", "parameters": {"max_new_tokens": 3}})[-1]["generated_text"]
+            is not None
+        )
 
 
 def test_errors_before_a_stream_are_plain_http_errors(live):
@@ -132,6 +141,8 @@ def test_errors_before_a_stream_are_plain_http_errors(live):
         r = httpx.post(server.url + "/generate_stream", params={"adapter": "nope"}, json={"inputs": "hi"})
         assert r.status_code == 404 and r.json()["error_type"] == "adapter_not_found"
         r = httpx.post(server.url + "/generate_stream", json={"inputs": ["a", "b"]})
+        assert r.status_code == 422 and "inputs" in r.json()["error"]
+        r = httpx.post(server.url + "/", json={"inputs": ["a", "b"], "stream": True})
         assert r.status_code == 422 and "one input" in r.json()["error"]
 
 
@@ -154,10 +165,13 @@ def test_what_the_api_does_not_do_is_refused(live, parameters, fragment):
 def test_adapter_id_and_query_must_agree(live):
     with live() as server:
         by_body = httpx.post(
-            server.url + "/generate", json={"inputs": TEXTS[1], "parameters": {"adapter_id": "e2e", "max_new_tokens": 5}}
+            server.url + "/generate",
+            json={"inputs": TEXTS[1], "parameters": {"adapter_id": "e2e", "max_new_tokens": 5}},
         ).json()
         by_query = httpx.post(
-            server.url + "/generate", params={"adapter": "e2e"}, json={"inputs": TEXTS[1], "parameters": {"max_new_tokens": 5}}
+            server.url + "/generate",
+            params={"adapter": "e2e"},
+            json={"inputs": TEXTS[1], "parameters": {"max_new_tokens": 5}},
         ).json()
         assert by_body["generated_text"] == by_query["generated_text"] and by_body["adapter"] == "e2e"
         r = httpx.post(
@@ -166,8 +180,13 @@ def test_adapter_id_and_query_must_agree(live):
             json={"inputs": "hi", "parameters": {"adapter_id": "e2e"}},
         )
         assert r.status_code == 422 and "different adapters" in r.json()["error"]
-        compat = httpx.post(server.url + "/", json={"inputs": TEXTS[1], "parameters": {"adapter_id": "e2e", "max_new_tokens": 5}})
-        assert compat.json() == [{"generated_text": by_body["generated_text"], "adapter": "e2e", "details": None}]
+        compat = httpx.post(
+            server.url + "/",
+            json={"inputs": TEXTS[1], "parameters": {"adapter_id": "e2e", "max_new_tokens": 5}},
+        )
+        assert compat.json() == [
+            {"generated_text": by_body["generated_text"], "adapter": "e2e", "details": None}
+        ]
 
 
 def test_router_metrics(live, monkeypatch):
@@ -185,7 +204,11 @@ def test_router_metrics(live, monkeypatch):
             threading.Thread(
                 target=httpx.post,
                 args=(server.url + "/generate",),
-                kwargs={"params": {"adapter": a}, "json": {"inputs": "hi", "parameters": {"max_new_tokens": 2}}, "timeout": 30},
+                kwargs={
+                    "params": {"adapter": a},
+                    "json": {"inputs": "hi", "parameters": {"max_new_tokens": 2}},
+                    "timeout": 30,
+                },
             )
             for a in ("e2e", "fr-en", "dart", "de-en")
         ]
@@ -201,6 +224,6 @@ def test_router_metrics(live, monkeypatch):
             t.join(30)
     # the first request runs (held at the device), the other three wait
     assert metric(text, "inputtune_requests_running") == 1 and metric(text, "inputtune_requests_waiting") == 3
-    info = re.search(r'inputtune_adapter_requests_info\{(.*)\} ', text).group(1)
+    info = re.search(r"inputtune_adapter_requests_info\{(.*)\} ", text).group(1)
     assert 'running_adapters="e2e"' in info and 'waiting_adapters="dart,de-en,fr-en"' in info, info
     assert 'max_adapters="4"' in info

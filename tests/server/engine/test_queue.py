@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from server.engine.queue import BatchPolicy, PendingQueue, Row, select
+from server.engine.queue import BatchPolicy, PendingQueue, Row, WaitEstimator, select
 from server.errors import QueueFullError
 
 
@@ -68,3 +68,35 @@ def test_per_adapter_mode_takes_one_adapter_per_batch():
     assert [r.adapter for r in batch] == [a, a, a] and [r.adapter for r in rest] == [b, None]
     batch, rest = select(rest, BatchPolicy(8, 100, 0, 8, per_adapter=True))
     assert [r.adapter for r in batch] == [b] and [r.adapter for r in rest] == [None]
+
+
+def test_wait_estimate_follows_the_recent_service_rate():
+    waits = WaitEstimator(window_s=3.0, min_rows=4)
+    assert waits.rate() is None and waits.expected_wait(ahead=50, room=0) == 0.0  # nothing known yet
+    for _ in range(20):  # 10 rows a second: 1 row every 0.1 s of busy time
+        waits.record(1, 0.1)
+    assert waits.rate() == pytest.approx(10.0)
+    assert waits.expected_wait(ahead=3, room=4) == 0.0  # room in the running batch: starts at once
+    assert waits.expected_wait(ahead=9, room=4) == pytest.approx(0.6)  # 5 rows wait before it, then it
+    for _ in range(40):  # the device slows down to 2 rows a second ...
+        waits.record(1, 0.5)
+    assert waits.rate() == pytest.approx(2.0)  # ... and past the window only the new rate counts
+    assert waits.expected_wait(ahead=9, room=4) == pytest.approx(3.0)
+    for _ in range(4):
+        waits.record(0, 0.0)
+    waits.record(0, 30.0)  # a long step without a finished row: the rate stays what was measured
+    assert waits.rate() == pytest.approx(2.0)
+
+
+def test_wait_estimate_is_right_when_rows_finish_in_bursts():
+    """32 rows of one length run together and end together every second: the rate is 32 rows a
+    second whenever it is read, just after a burst or just before the next."""
+    waits = WaitEstimator(window_s=1.0, min_rows=16)
+    seen = []
+    for _ in range(5):
+        for _ in range(99):
+            waits.record(0, 0.01)
+            seen.append(waits.rate())
+        waits.record(32, 0.01)
+        seen.append(waits.rate())
+    assert all(r == pytest.approx(32.0) for r in seen[100:])

@@ -25,7 +25,9 @@ TEXTS_USED = TEXTS[: len(PARAMS)]
 
 
 def naive(model, texts, slots, params):
-    modules = {slot: InputAdapter(w).to(dtype=model.base.dtype) for slot, w in slot_adapters(model.base).items()}
+    modules = {
+        slot: InputAdapter(w).to(dtype=model.base.dtype) for slot, w in slot_adapters(model.base).items()
+    }
     return [
         generate_one(model.base, modules.get(slot), text, p)
         for text, slot, p in zip(texts, slots, params, strict=True)
