@@ -1,4 +1,4 @@
-"""`inputtune adapters ...`: inspect, import and synthesize adapter files."""
+"""`inputtune adapters ...`: inspect, import and synthesize adapter files; show what one changes."""
 
 from __future__ import annotations
 
@@ -36,6 +36,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("inspect", help="validate an adapter file and print its config and metadata")
     show.add_argument("path")
     show.add_argument("--model", help="also check compatibility with this base")
+    act = sub.add_parser(
+        "activation", help="per input token, how much an input-tuning adapter changes its embedding"
+    )
+    act.add_argument(
+        "--adapter", required=True, help="adapter .safetensors path, or a name in the demo's adapters"
+    )
+    act.add_argument("--input", required=True, help="the input text")
+    act.add_argument("--model", help="base model folder (default: the embedded demo base)")
+    act.add_argument("--top", type=int, help="show only the N most-changed tokens")
+    act.add_argument("--json", action="store_true", help="print JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.adapters_command == "synth":
         return synth(args)
+    if args.adapters_command == "activation":
+        return activation(args)
     if args.adapters_command == "inspect":
         weights = load_adapter(args.path)
         if args.model:
@@ -92,4 +104,43 @@ def synth(args: argparse.Namespace) -> int:
         progress=True,
     )
     print(f"wrote {args.count} {args.kind} adapters to {args.out}")
+    return 0
+
+
+def activation(args: argparse.Namespace) -> int:
+    """Per token of --input, ``‖W2·act(W1·x)‖ / ‖x‖`` (the adapter's relative change), most-changed first."""
+    from pathlib import Path
+
+    from adapters import adapter_path
+    from training.activation import token_changes
+
+    from ..demo import default_model_and_adapters
+    from ..settings import ServerSettings
+
+    if args.top is not None and args.top < 1:
+        raise InvalidParametersError(f"--top must be >= 1, got {args.top}")
+    if not args.input.strip():
+        raise InvalidParametersError("--input must be non-empty text")
+    model = args.model
+    path = Path(args.adapter)
+    if model is None or not args.adapter.endswith(".safetensors"):
+        demo_base, demo_adapters = default_model_and_adapters(ServerSettings().cache)
+        model = model or str(demo_base)
+        if not args.adapter.endswith(".safetensors"):
+            path = adapter_path(demo_adapters, args.adapter)
+    base = load_base(model, device="cpu", dtype="float32")
+    weights = load_adapter(path, base.fingerprint, base.d_model)
+    changes = token_changes(base, weights, args.input)
+    ranked = sorted(changes, key=lambda c: c.change, reverse=True)[: args.top]
+    if args.json:
+        rows = [
+            {"position": c.position, "token": c.token, "token_id": c.token_id, "change": c.change}
+            for c in ranked
+        ]
+        print(json.dumps({"adapter": str(path), "tokens": rows}, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{path.name}: relative change ||W2·act(W1·x)|| / ||x|| per input token, most-changed first")
+    print(f"{'pos':>4}  {'change':>8}  token")
+    for c in ranked:
+        print(f"{c.position:>4}  {c.change:>8.3f}  {c.token!r}")
     return 0

@@ -51,7 +51,12 @@ COMMANDS = (
         "run_eval",
     ),
     Command("pretrain", "training.pretrain.cli", "pretrain a small T5 base from scratch (the demo base)"),
-    Command("adapters", "server.cli.adapters", "adapter files: inspect, import, synthesize"),
+    Command("adapters", "server.cli.adapters", "adapter files: inspect, import, synthesize, activation"),
+    Command(
+        "familiarity",
+        "server.cli.familiarity",
+        "how familiar inputs are to a base's pretraining corpus (average corpus bigram frequency)",
+    ),
     Command("loadtest", "server.cli.loadtest", "open-loop load test against a running server"),
     Command("bench", "server.cli.bench", "benchmarks that print figures"),
     Command(
