@@ -53,6 +53,11 @@ COMMANDS = (
     Command("pretrain", "training.pretrain.cli", "pretrain a small T5 base from scratch (the demo base)"),
     Command("adapters", "server.cli.adapters", "adapter files: inspect, import, synthesize, activation"),
     Command(
+        "cluster",
+        "server.cli.cluster",
+        "serve on Ray Serve: replicas routed by adapter (pip install 'inputtune[cluster]')",
+    ),
+    Command(
         "familiarity",
         "server.cli.familiarity",
         "how familiar inputs are to a base's pretraining corpus (average corpus bigram frequency)",
