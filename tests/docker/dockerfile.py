@@ -37,8 +37,9 @@ class Instruction:
 class Image:
     """The final stage of a Dockerfile, as far as running the image is concerned."""
 
-    base: str
+    base: str  # the FROM image, with the default of a build argument (FROM ${BASE}) put in
     instructions: list[Instruction]
+    global_args: dict[str, str] = field(default_factory=dict)  # ARGs before FROM, with defaults
     env: dict[str, str] = field(default_factory=dict)
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
@@ -109,13 +110,19 @@ def _pairs(args: str, variables: dict[str, str]) -> dict[str, str]:
 
 
 def parse_dockerfile(path: Path) -> Image:
-    """The final stage of ``path``. ENV values have earlier ENV/ARG values substituted."""
+    """The final stage of ``path``. ENV values have earlier ENV/ARG values substituted; FROM has
+    the defaults of the ARGs declared before it."""
     image: Image | None = None
     args: dict[str, str] = {}
+    global_args: dict[str, str] = {}
     for ins in instructions(path.read_text()):
         if ins.keyword == "FROM":
-            image = Image(base=ins.args.split()[0], instructions=[])
+            base = _expand(ins.args.split()[0], global_args)
+            image = Image(base=base, instructions=[], global_args=dict(global_args))
             args = {}
+            continue
+        if ins.keyword == "ARG" and image is None:  # a global argument, for FROM
+            global_args.update(_pairs(ins.args, global_args) if "=" in ins.args else {ins.args: ""})
             continue
         assert image is not None, f"{path}: {ins.keyword} before FROM"
         image.instructions.append(ins)

@@ -1,8 +1,9 @@
 """Each image's entry command, read from its Dockerfile and run here as the container would run it.
 
-No Docker engine runs on CI machines, so the images are not built. Instead the command the
-container runs (ENTRYPOINT + CMD) is started as a process with the image's ENV and nothing
-else, and must serve the embedded default: /ready and POST /generate answer 200, the
+No Docker engine runs on CI machines: CI builds and runs the CPU image with buildah
+(docker/build-local.sh), but the GPU image's CUDA base cannot be had there. Here, for both, the
+command the container runs (ENTRYPOINT + CMD) is started as a process with the image's ENV and
+nothing else, and must serve the embedded default: /ready and POST /generate answer 200, the
 HEALTHCHECK command passes, and STOPSIGNAL stops it cleanly. The compose GPU service's
 environment (your model, adapters and admin-key secret) is run the same way. Change a
 Dockerfile's command or environment, or the compose service's, in a way that breaks serving

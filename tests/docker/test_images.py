@@ -101,6 +101,29 @@ def test_dependencies_are_installed_before_the_source_is_copied(kind):
     assert torch < manifest < deps < source < project
 
 
+def test_the_images_share_every_step_but_the_base_the_torch_index_and_the_device():
+    """CI builds and runs the CPU image (docker/build-local.sh); the GPU image's CUDA base cannot
+    be had there. Step for step the same, the CPU build covers the GPU image's steps too."""
+
+    def steps(kind: str) -> list[str]:
+        out = []
+        for ins in IMAGES[kind].instructions:
+            args = ins.args
+            if ins.keyword == "ARG":
+                args = re.sub(r"^TORCH_INDEX_URL=\S+$", "TORCH_INDEX_URL=<index>", args)
+            elif ins.keyword == "ENV":
+                args = re.sub(r"\bINPUTTUNE_DEVICE=\S+", "INPUTTUNE_DEVICE=<device>", args)
+            out.append(f"{ins.keyword} {args}")
+        return out
+
+    assert steps("gpu") == steps("cpu")
+    for kind, path in DOCKERFILES.items():
+        assert set(IMAGES[kind].global_args) == {"BASE"}, kind
+        assert "\nFROM ${BASE}\n" in path.read_text(), f"{kind}: the base is the BASE build argument"
+        assert "ARG TORCH_INDEX_URL=" in path.read_text()
+    assert IMAGES["cpu"].base.startswith("debian:12"), "build-local.sh makes a Debian 12 base in its place"
+
+
 def test_images_pin_their_bases_and_the_tested_torch():
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     tested_torch = re.search(r"torch==([\w.+]+)", ci).group(1)
