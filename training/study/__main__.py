@@ -1,0 +1,119 @@
+"""``python -m training.study``: run the study (resumable) and regenerate docs/study.md from its JSON.
+
+    python -m training.study all     # runs what is missing (within --budget-min), then the analyses and the report
+    python -m training.study runs    # only the training runs (PT / IT / FT per task), 2 workers, nice'd
+    python -m training.study analyse # familiarity per task, paired bootstraps, adapter change vs frequency
+    python -m training.study report  # docs/study.md and plots from docs/study/*.json only (seconds)
+
+A finished run leaves docs/study/runs/<task>.<method>.json and is never redone, so an interrupted
+study resumes where it stopped. See docs/study.md for the budget and how long each part takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from training.study.runs import METHODS, RunSettings, run_one, run_path
+from training.study.tasks import STUDY_TASKS
+
+RESULTS = Path("docs/study")
+
+
+def _settings_args(p: argparse.ArgumentParser) -> None:
+    defaults = RunSettings(model="demo/base", work_dir="runs/study")
+    for f in dataclasses.fields(RunSettings):
+        value = getattr(defaults, f.name)
+        kind = type(value) if value is not None else str
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=value)
+
+
+def _settings(args: argparse.Namespace) -> RunSettings:
+    return RunSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunSettings)})
+
+
+def _one(args: argparse.Namespace) -> int:
+    record = run_one(args.task, args.method, _settings(args), Path(args.results), args.prompt_length_override)
+    print(f"{args.task} {args.method}: BLEU {record['scores']['bleu']:.2f}, train {record['train_s']}s")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    """Every missing (task, method) run, ``--workers`` at a time, each a nice'd single-threaded process;
+    no new run starts after ``--budget-min`` minutes."""
+    results = Path(args.results)
+    todo = [
+        (task, method)
+        for task in (args.tasks or STUDY_TASKS)
+        for method in ("pt", "it", "ft")
+        if not run_path(results, task, method).is_file()
+    ]
+    started = time.monotonic()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    log_dir = Path(args.work_dir) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def launch(job: tuple[str, str]) -> str:
+        task, method = job
+        if time.monotonic() - started > 60 * args.budget_min:
+            return f"{task} {method}: skipped (budget of {args.budget_min} min spent)"
+        argv = [sys.executable, "-m", "training.study", "one", "--task", task, "--method", method]
+        for f in dataclasses.fields(RunSettings):
+            value = getattr(args, f.name)
+            if value is not None:
+                argv += ["--" + f.name.replace("_", "-"), str(value)]
+        argv += ["--results", str(results)]
+        t0 = time.monotonic()
+        with (log_dir / f"{task}.{method}.log").open("w") as log:
+            code = subprocess.call(["nice", "-n", "19", *argv], stdout=log, stderr=subprocess.STDOUT, env=env)
+        return f"{task} {method}: exit {code} after {time.monotonic() - t0:.0f}s"
+
+    with ThreadPoolExecutor(args.workers) as pool:
+        for line in pool.map(launch, todo):
+            print(line, flush=True)
+    print(f"runs: {time.monotonic() - started:.0f}s for {len(todo)} runs")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.study", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="stage", required=True)
+    stages = {}
+    for name in ("all", "runs", "one", "analyse", "report"):
+        p = sub.add_parser(name)
+        p.add_argument("--results", default=str(RESULTS))
+        if name != "report":
+            _settings_args(p)
+        if name in ("all", "runs"):
+            p.add_argument("--workers", type=int, default=2)
+            p.add_argument("--budget-min", type=float, default=90.0)
+            p.add_argument("--tasks", nargs="*", choices=STUDY_TASKS)
+        if name == "one":
+            p.add_argument("--task", required=True)
+            p.add_argument("--method", required=True, choices=sorted(METHODS))
+            p.add_argument("--prompt-length-override", type=int)
+        stages[name] = p
+    args = parser.parse_args(argv)
+    if args.stage == "one":
+        return _one(args)
+    if args.stage in ("runs", "all"):
+        _runs(args)
+    if args.stage in ("analyse", "all"):
+        from training.study.analyse import analyse
+
+        analyse(args)
+    if args.stage in ("report", "all"):
+        from training.study.report import write_report
+
+        write_report(Path(args.results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
