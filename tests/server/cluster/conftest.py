@@ -46,6 +46,12 @@ class Cluster:
     url: str
     model_dir: Path
     adapter_dir: Path
+    settings: dict
+
+    def deploy(self, replicas: int) -> None:
+        """Deploy (or update) the application with ``replicas`` replicas; returns when it runs."""
+        options = ClusterOptions(replicas=replicas, settings=self.settings)
+        serve.run(build_app(options), name=APP_NAME, route_prefix="/")
 
     @property
     def ingress(self):
@@ -77,8 +83,9 @@ def cluster(model_dir, cluster_adapter_dir):
             adapter_dir=str(cluster_adapter_dir),
             admin_api_key=ADMIN_KEY,
         )
-        serve.run(build_app(ClusterOptions(replicas=2, settings=settings)), name=APP_NAME, route_prefix="/")
-        yield Cluster(f"http://127.0.0.1:{port}", model_dir, cluster_adapter_dir)
+        cluster = Cluster(f"http://127.0.0.1:{port}", model_dir, cluster_adapter_dir, settings)
+        cluster.deploy(2)
+        yield cluster
     finally:
         serve.shutdown()
         ray.shutdown()
