@@ -72,6 +72,12 @@ class ServerSettings(BaseSettings):
         description="continuous: rows join and leave the running batch between decoder steps "
         "(T5/mT5 bases); static: each batch runs to its end before the next starts",
     )
+    compile_decoder: bool = Field(
+        False,
+        description="Run the continuous decoder step through torch.compile (inductor; CUDA graphs on a "
+        "GPU), checked against the base model at start-up. Compiling takes minutes and recompiles for "
+        "new batch shapes; docs/performance.md says where it paid",
+    )
     batching: Literal["mixed", "per-adapter"] = Field(
         "mixed",
         description="mixed: rows of many adapters share a batch; per-adapter: one adapter per batch "
@@ -79,6 +85,13 @@ class ServerSettings(BaseSettings):
     )
     max_batch_size: int = Field(32, ge=1, le=4096, description="Most rows in one batch")
     max_batch_tokens: int = Field(8192, ge=1, description="Most input tokens (prompt included) in one batch")
+    max_prefill_tokens: int = Field(
+        1024,
+        ge=1,
+        description="Most input tokens (prompt included) that join the running batch between two decoder "
+        "steps (chunked prefill): a burst of long inputs joins over several steps, so the rows already "
+        "decoding are not stalled by one long encoder pass. An idle device takes up to max_batch_tokens",
+    )
     max_wait_ms: float = Field(
         5.0, ge=0, le=10_000, description="How long a batch waits to fill up after its first request"
     )

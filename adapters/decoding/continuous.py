@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import torch
-import torch.nn.functional as F
 
 from .params import GenerationOutput, GenerationParams
 from .sampling import RowDecoding, TokenChooser
-from .t5_step import CONTINUOUS_TYPES, StepDecoder
+from .t5_step import CONTINUOUS_TYPES, Attention, DecoderCache, StepDecoder
 
 K = TypeVar("K", bound=Hashable)
 
@@ -51,12 +50,17 @@ class ContinuousBatch(Generic[K]):
 
     ``model`` is an AdaptedModel with an encoder-decoder base; the rows' adapters must be in
     its bank (slot ids) when they are admitted; afterwards the adapters are no longer needed.
+    ``attention`` and ``compile``: the decoder step's (``t5_step.StepDecoder``); ``columns``: the
+    decoder positions the cache holds at first and grows by.
     """
 
-    def __init__(self, model) -> None:
+    def __init__(
+        self, model, attention: Attention = "sdpa", compile: bool = False, columns: int = 64
+    ) -> None:
         self.model = model
         base = model.base.model
-        self.decoder = StepDecoder(base)
+        self.decoder = StepDecoder.of(base, attention, compile)
+        self.columns = columns
         self.eos = model.tokenizer.eos_token_id
         self.start = base.config.decoder_start_token_id
         self.vocab = base.config.vocab_size
@@ -65,11 +69,8 @@ class ContinuousBatch(Generic[K]):
         self._reset()
 
     def _reset(self) -> None:
-        self.self_cache: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.cross_cache: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.self_mask = torch.zeros(0, 0, dtype=torch.long, device=self.device)  # (B, T)
-        self.cross_mask = torch.zeros(0, 0, dtype=torch.long, device=self.device)  # (B, S)
-        self.last = torch.zeros(0, dtype=torch.long, device=self.device)  # (B,)
+        self.cache: DecoderCache = self.decoder.new_cache(columns=self.columns)
+        self.last = torch.zeros(0, dtype=torch.long, device=self.device)  # (B,) the tokens fed next
         self.seen = torch.zeros(0, self.vocab, dtype=torch.bool, device=self.device)  # (B, V) for penalties
         self.chooser = TokenChooser([], self.eos, self.device)
 
@@ -98,18 +99,8 @@ class ContinuousBatch(Generic[K]):
         encoded = self.model.base.model.get_encoder()(
             inputs_embeds=embeds, attention_mask=mask
         ).last_hidden_state
-        cross = self.decoder.cross_cache(encoded)
+        self.cache.join(self.decoder.cross_kv(encoded), mask.sum(1))
         n = len(keys)
-        heads, width = self.decoder.heads, self.decoder.head_dim
-        past = self.self_mask.shape[1]
-        # new rows have no decoder positions yet: left-pad them to the running length
-        new_self = [(encoded.new_zeros(n, heads, past, width),) * 2 for _ in self.decoder.blocks]
-        self.self_cache = _concat_rows(self.self_cache, new_self, pad_dim=2) if self.rows else new_self
-        self.cross_cache = _concat_rows(self.cross_cache, cross, pad_dim=2) if self.rows else cross
-        self.self_mask = (
-            torch.cat([self.self_mask, mask.new_zeros(n, past)]) if self.rows else mask.new_zeros(n, 0)
-        )
-        self.cross_mask = _pad_cat(self.cross_mask, mask) if self.rows else mask
         self.last = torch.cat([self.last, torch.full((n,), self.start, dtype=torch.long, device=self.device)])
         seen = torch.zeros(n, self.vocab, dtype=torch.bool, device=self.device)
         seen[:, self.start] = True  # the decoder start token counts as seen, as in transformers
@@ -128,10 +119,8 @@ class ContinuousBatch(Generic[K]):
         """Advance every running row by one token; returns the rows that finished, and drops them."""
         if not self.rows:
             return []
-        self.self_mask = torch.cat([self.self_mask, self.self_mask.new_ones(len(self.rows), 1)], dim=1)
-        logits, self.self_cache = self.decoder.step(
-            self.last, self.self_cache, self.self_mask, self.cross_cache, self.cross_mask
-        )
+        logits = self.decoder.step(self.last, self.cache)
+        self.cache.t += 1
         generated = torch.tensor([len(r.tokens) for r in self.rows], device=self.device)
         adjusted = self.chooser.adjust(logits, self.seen, generated)
         tokens = self.chooser.choose(adjusted)
@@ -143,12 +132,14 @@ class ContinuousBatch(Generic[K]):
                 finished.append((row.key, row.decoding.output(self.model.tokenizer, row.input_tokens)))
             else:
                 keep.append(b)
-        self.seen[torch.arange(len(self.rows), device=self.device), tokens] = True
+        if self.chooser.uses_penalty:  # (a row that joins with a penalty starts its own record)
+            self.seen[torch.arange(len(self.rows), device=self.device), tokens] = True
         self.last = tokens
         if len(keep) < len(self.rows):
             self._keep(keep)
         return finished
 
+    @torch.inference_mode()  # the caches are inference tensors
     def drop(self, keys: set[K]) -> None:
         """Remove the rows of ``keys`` (cancelled by their callers) before the next step."""
         keep = [b for b, row in enumerate(self.rows) if row.key not in keys]
@@ -156,47 +147,13 @@ class ContinuousBatch(Generic[K]):
             self._keep(keep)
 
     def _keep(self, keep: list[int]) -> None:
-        """Drop finished rows, then the padding columns no remaining row needs."""
+        """Keep only the rows ``keep`` (ascending indices into the batch)."""
         self.rows = [self.rows[b] for b in keep]
         if not self.rows:
             self._reset()
             return
         self.chooser = self.chooser.filter(keep)
         index = torch.tensor(keep, device=self.device)
-        self.self_mask = self.self_mask.index_select(0, index)
-        self.cross_mask = self.cross_mask.index_select(0, index)
         self.last = self.last.index_select(0, index)
         self.seen = self.seen.index_select(0, index)
-        lead = int((self.self_mask.cumsum(1) == 0).sum(1).min())  # left padding shared by every row
-        used = int(self.cross_mask.sum(1).max())  # encoder states are right-padded
-        self.self_mask = self.self_mask[:, lead:]
-        self.cross_mask = self.cross_mask[:, :used]
-        self.self_cache = [
-            (k.index_select(0, index)[:, :, lead:], v.index_select(0, index)[:, :, lead:])
-            for k, v in self.self_cache
-        ]
-        self.cross_cache = [
-            (k.index_select(0, index)[:, :, :used], v.index_select(0, index)[:, :, :used])
-            for k, v in self.cross_cache
-        ]
-
-
-def _pad_cat(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-    """Concatenate right-padded (B, S) masks of different widths."""
-    width = max(old.shape[1], new.shape[1])
-    return torch.cat([F.pad(old, (0, width - old.shape[1])), F.pad(new, (0, width - new.shape[1]))])
-
-
-def _concat_rows(old, new, pad_dim: int):
-    """Concatenate per-layer (k, v) caches along rows, right-padding the position dim to the wider one."""
-    merged = []
-    for (ok, ov), (nk, nv) in zip(old, new, strict=True):
-        width = max(ok.shape[pad_dim], nk.shape[pad_dim])
-        pads = [(0, 0, 0, width - t.shape[pad_dim]) for t in (ok, nk)]
-        merged.append(
-            (
-                torch.cat([F.pad(ok, pads[0]), F.pad(nk, pads[1])]),
-                torch.cat([F.pad(ov, pads[0]), F.pad(nv, pads[1])]),
-            )
-        )
-    return merged
+        self.cache.keep(keep)

@@ -136,7 +136,8 @@ class Engine:
             self.cache.acquire(entries[: s.device_slots])
             continuous = s.scheduling == "continuous" and continuous_supported(model.base.model)
             if continuous:
-                StepDecoder(model.base.model).self_check()  # refuse to serve a decoder that disagrees
+                # refuse to serve a decoder (compiled or not) that disagrees with the base model
+                StepDecoder.of(model.base.model, compile=s.compile_decoder).self_check()
             elif s.scheduling == "continuous":
                 log.info(
                     "scheduling: static (continuous batching supports %s bases)", ", ".join(CONTINUOUS_TYPES)
@@ -149,9 +150,17 @@ class Engine:
                 s.max_wait_ms / 1000,
                 self.cache.max_unpinned_in_batch(),
                 per_adapter=s.batching == "per-adapter",
+                max_prefill_tokens=s.max_prefill_tokens,
             )
             self.worker = DeviceWorker(
-                model, self.cache, self.queue, self.metrics, policy, continuous, self.waits
+                model,
+                self.cache,
+                self.queue,
+                self.metrics,
+                policy,
+                continuous,
+                self.waits,
+                compile_decoder=s.compile_decoder,
             )
             self.ready.set()
             log.debug(

@@ -43,10 +43,14 @@ class BatchPolicy:
     max_wait_s: float
     max_adapters: int
     per_adapter: bool = False  # baseline mode: every batch holds one adapter (the base model counts as one)
+    max_prefill_tokens: int | None = None  # input tokens joining a running batch between two steps
 
     def with_rows(self, rows: int) -> BatchPolicy:
-        """The same caps for at most ``rows`` rows, taken without waiting (rows joining a running batch)."""
-        return dataclasses.replace(self, max_rows=rows, max_wait_s=0.0)
+        """The caps for rows joining a running batch between two decoder steps: at most ``rows``
+        rows and ``max_prefill_tokens`` input tokens (chunked prefill: a burst of long inputs joins
+        over several steps instead of stalling the rows decoding), taken without waiting."""
+        tokens = min(self.max_tokens, self.max_prefill_tokens or self.max_tokens)
+        return dataclasses.replace(self, max_rows=rows, max_tokens=tokens, max_wait_s=0.0)
 
 
 def select(rows: list[Row[P]], policy: BatchPolicy) -> tuple[list[Row[P]], list[Row[P]]]:

@@ -51,6 +51,7 @@ class DeviceWorker:
         policy: BatchPolicy,
         continuous: bool,
         waits: WaitEstimator | None = None,
+        compile_decoder: bool = False,
     ) -> None:
         self.model = model
         self.waits = waits or WaitEstimator()
@@ -59,6 +60,7 @@ class DeviceWorker:
         self.metrics = metrics
         self.policy = policy
         self.continuous = continuous
+        self.compile_decoder = compile_decoder  # the continuous decoder step through torch.compile
         self.running: tuple[Job, ...] = ()  # rows on the device now (a snapshot, read by /metrics)
 
     def run(self) -> None:
@@ -114,7 +116,7 @@ class DeviceWorker:
     # ------------------------------------------------------------------ continuous
 
     def _run_continuous(self) -> None:
-        running: ContinuousBatch[Job] = ContinuousBatch(self.model)
+        running: ContinuousBatch[Job] = ContinuousBatch(self.model, compile=self.compile_decoder)
         admitted: dict[Job, Admission] = {}  # the batch's keys are the rows themselves
         busy_since = time.monotonic()  # the device thread's time between reports, idle waits left out
         while True:
@@ -162,7 +164,7 @@ class DeviceWorker:
                 self._fail([*admitted, *(r for r in joining if r not in admitted)], e, outbox)
                 outbox.flush()
                 admitted.clear()
-                running = ContinuousBatch(self.model)
+                running = ContinuousBatch(self.model, compile=self.compile_decoder)
                 continue
             now = time.monotonic()
             self.waits.record(len(finished), now - busy_since)

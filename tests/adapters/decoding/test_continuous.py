@@ -93,10 +93,11 @@ def test_padding_is_trimmed_when_long_rows_leave(model):
     batch.admit(["short"], model.encode([short]), [0], [GenerationParams(max_new_tokens=5)])
     while "long" in [r.key for r in batch.rows]:
         batch.step()
-    assert batch.cross_mask.shape[1] == len(model.encode([short])[0])
-    assert bool(batch.self_mask.all())
+    cache = batch.cache
+    assert cache.rows == 1 and cache.enc_used == len(model.encode([short])[0])  # the long input's columns go
+    assert cache.start == int(cache.joined[0])  # no column before the short row's first is attended
     # positions fed so far: the start token and every generated token but the newest (fed next step)
-    assert torch.equal(batch.self_mask.sum(1), torch.tensor([len(batch.rows[0].tokens)]))
+    assert cache.t - cache.start == len(batch.rows[0].tokens)
 
 
 def test_self_check_with_tied_embeddings_and_v1_1_feed_forward():

@@ -86,6 +86,33 @@ def test_concurrent_mixed_requests_equal_one_at_a_time(live, monkeypatch, schedu
     assert all(r["details"]["batch_rows"] == 1 for r in alone)
 
 
+def test_chunked_prefill_joins_a_burst_over_several_steps(live, monkeypatch):
+    """With ``max_prefill_tokens`` below one input, rows join a running batch one per step (an idle
+    device still takes a full batch), and every answer is what it is alone."""
+    plan = [p for p in requests_plan(24) if p[2].get("num_beams", 1) == 1]
+    joins: list[tuple[int, int]] = []  # (rows running, rows joining) per admission
+
+    with live(max_batch_size=16, max_wait_ms=0, max_prefill_tokens=1) as server:
+        hold_first_call_until_queued(server, monkeypatch, rows=len(plan) - 1)
+        from adapters.decoding.continuous import ContinuousBatch
+
+        real_admit = ContinuousBatch.admit
+        monkeypatch.setattr(
+            ContinuousBatch,
+            "admit",
+            lambda self, keys, *a, **k: [
+                joins.append((len(self), len(keys))),
+                real_admit(self, keys, *a, **k),
+            ][1],
+        )
+        together = asyncio.run(send_all(server.url, plan, concurrently=True))
+        alone = asyncio.run(send_all(server.url, plan, concurrently=False))
+    assert [r["generated_text"] for r in together] == [r["generated_text"] for r in alone]
+    into_running = [n for running, n in joins if running > 0]
+    assert into_running and max(into_running) == 1, joins  # one row (its tokens > 1) per step
+    assert max(n for running, n in joins if running == 0) > 1, joins  # an idle device takes a batch
+
+
 def test_list_input_gives_list_output(live):
     with live() as server:
         r = httpx.post(

@@ -1,0 +1,41 @@
+"""`inputtune bench engines` on a tiny base: every inputtune engine gives transformers' tokens, and the
+step profile counts real operator calls."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.perf.bench import engines
+from server.perf.errors import LoadTestError
+from tests.conftest import TEXTS
+
+
+def test_engines_agree_with_hf_and_report_per_size(t5_model):
+    ids = t5_model.encode(TEXTS[:5])
+    passes = {
+        "hf": engines.in_process(engines.hf_engine(t5_model, 4), t5_model.base.device),
+        "static": engines.in_process(engines.static_engine(t5_model, 4), t5_model.base.device),
+        "continuous": engines.in_process(engines.continuous_engine(t5_model, 4), t5_model.base.device),
+    }
+    results = engines.measure(passes, ids, sizes=[1, 3], repeats=1, new_tokens=4)
+    assert [r["rows"] for r in results] == [1, 3]
+    for row in results:
+        assert row["agreement"] == {"hf": 1.0, "static": 1.0, "continuous": 1.0}
+        assert all(v > 0 for v in row["tokens_per_s"].values())
+        assert "vs_ct2" not in row  # no CTranslate2 engine in this run
+
+
+def test_engines_refuse_an_engine_that_stops_early(t5_model):
+    ids = t5_model.encode(TEXTS[:2])
+    short = engines.in_process(lambda rows: [[1, 2] for _ in rows], t5_model.base.device)
+    with pytest.raises(LoadTestError, match="did not make 4 tokens"):
+        engines.measure({"short": short}, ids, sizes=[2], repeats=1, new_tokens=4)
+
+
+def test_step_profile_counts_ops_and_phases(t5_model):
+    profile = engines.step_profile(t5_model, t5_model.encode(TEXTS[:3]), new_tokens=4)
+    layers = t5_model.base.model.config.num_decoder_layers
+    assert profile["rows"] == 3
+    assert profile["ops_per_step"] >= 10 * layers  # every layer's products, norms and attention
+    assert profile["admission_ms"] > 0 and profile["decoder_ms_per_step"] > 0
+    assert profile["step_ms"] >= profile["decoder_ms_per_step"]
