@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         cpus = max(os.cpu_count() or 1, int(options.replicas * options.num_cpus) or 1)
         ray.init(address="local", num_cpus=cpus, include_dashboard=False)
         started_ray = True
+        log.info("started a local Ray at %s (%d CPUs)", ray.get_runtime_context().gcs_address, cpus)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -93,4 +93,6 @@ class InputtuneReplica:
 
     async def __del__(self) -> None:
         """Graceful shutdown: Ray Serve has waited for in-flight requests; drain the engine and stop."""
-        await self._lifespan.__aexit__(None, None, None)
+        lifespan = getattr(self, "_lifespan", None)  # None: the replica failed before it started
+        if lifespan is not None:
+            await lifespan.__aexit__(None, None, None)

@@ -1,19 +1,30 @@
-"""A local Ray (2 CPUs) serving the tiny model on 2 replicas through Ray Serve's HTTP proxy, and the
-single-process server on the same files for the expected answers. One cluster per module: starting
-Ray and two replicas costs tens of seconds on 2 cores."""
+"""``inputtune cluster serve``: a local Ray (2 CPUs) serving the tiny model on 2 replicas through Ray
+Serve's HTTP proxy, and the single-process server on the same files for the expected answers. One
+cluster per module: starting Ray and two replicas costs tens of seconds on 2 cores."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import ray
-from ray import serve
+
+# A local Ray started by ray.init (the command's) uses token authentication (its token in ~/.ray); a
+# second driver connects only in token mode, which Ray reads once, when it is imported.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+import ray  # noqa: E402
+from ray import serve  # noqa: E402
 
 from adapters import load_base
 from server.cluster.app import APP_NAME, ClusterOptions, build_app
@@ -66,29 +77,49 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(model_dir, cluster_adapter_dir):
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=256 * 1024**2,
-        log_to_driver=False,
-        configure_logging=False,
-    )
-    try:
-        port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        settings = dict(
-            SETTINGS,
-            model=str(model_dir / "base"),
-            adapter_dir=str(cluster_adapter_dir),
-            admin_api_key=ADMIN_KEY,
-        )
-        cluster = Cluster(f"http://127.0.0.1:{port}", model_dir, cluster_adapter_dir, settings)
-        cluster.deploy(2)
-        yield cluster
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    """``inputtune cluster serve`` in a process of its own (it starts a local Ray with 2 CPUs), this
+    process connected to that Ray as a second driver (to kill a replica, redeploy, read the status).
+    Stopped with SIGTERM at the end: it must exit 0 and leave no Ray behind."""
+    port = free_port()
+    settings = dict(SETTINGS, model=str(model_dir / "base"), adapter_dir=str(cluster_adapter_dir))
+    options = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+    command = [sys.executable, "-m", "server.cli", "cluster", "serve", "--replicas=2", "--host=127.0.0.1",
+               f"--port={port}", *options]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"INPUTTUNE_ADMIN_API_KEY": ADMIN_KEY}
+    # its log goes to a file: a pipe nobody reads would fill up and block the command
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+        def output() -> str:
+            log.seek(0)
+            return log.read()
+
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 180
+            while "inputtune on Ray Serve at" not in output():
+                assert proc.poll() is None, output()
+                assert time.monotonic() < deadline, "inputtune cluster serve did not start:\n" + output()
+                time.sleep(0.5)
+            gcs = re.search(r"started a local Ray at (\S+)", output())
+            assert gcs, output()
+            ray.init(address=gcs.group(1), log_to_driver=False, configure_logging=False)
+            assert httpx.get(url + "/ready").status_code == 200
+            yield Cluster(url, model_dir, cluster_adapter_dir, dict(settings, admin_api_key=ADMIN_KEY))
+        finally:
+            ray.shutdown()  # this driver only: the command's Ray stays until the command stops it
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait(10)
+            text = output()
+    assert code == 0, text
+    host, _, gcs_port = gcs.group(1).rpartition(":")
+    with socket.socket() as s, contextlib.suppress(OSError):  # its Ray stopped with it
+        s.settimeout(2)
+        assert s.connect_ex((host, int(gcs_port))) != 0, "the command's Ray is still running"
 
 
 @pytest.fixture(scope="module")
