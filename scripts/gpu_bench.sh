@@ -6,14 +6,15 @@
 #   scripts/gpu_bench.sh OUT_DIR            # the real run (cuda, t5-large shape)
 #   scripts/gpu_bench.sh OUT_DIR --small    # the same steps on the CPU with a tiny shape (tests the script)
 #
-# Writes OUT_DIR/{batching,coldload,serve_load,naive_load}.json and a log.
+# Writes OUT_DIR/{batching,coldload,engines,serve_load,naive_load}.json and a log.
 set -uo pipefail
 OUT=${1:?usage: scripts/gpu_bench.sh OUT_DIR [--small]}
 mkdir -p "$OUT"
 SHAPE=t5-large DEVICE=cuda DTYPE=bfloat16 B=64 KS="1 16 64" SLOTS=64 DURATION=12
-RATES="25,50,100" NAIVE_RATES="2,4,8" TOKENS=16
+RATES="25,50,100" NAIVE_RATES="2,4,8" TOKENS=16 ENGINES=hf,static,continuous,compiled
 if [ "${2:-}" = "--small" ]; then
   SHAPE=tiny DEVICE=cpu DTYPE=float32 B=8 KS="1 4" SLOTS=8 DURATION=3 RATES="5,10" NAIVE_RATES="2,4" TOKENS=4
+  ENGINES=hf,static,continuous  # (compiling on a CPU takes minutes)
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 IT="python3 -m server.cli"
@@ -38,6 +39,12 @@ import sys, torch
 from adapters.testing import build_random_base, save_base
 save_base(build_random_base("t5", sys.argv[2], seed=0, dtype=torch.bfloat16), sys.argv[1])
 PY
+step "bench engines: HF vs static vs continuous vs continuous compiled (CUDA graphs), rows $KS"
+# random token ids (the E2E data does not travel to the device); CTranslate2 is not installed there
+$IT bench engines --model "$WORK/base" --device $DEVICE --dtype $DTYPE --rows "${KS// /,}" \
+  --inputs $((B * 2)) --random-inputs 48 --new-tokens $TOKENS --repeats 3 \
+  --engines $ENGINES --json "$OUT/engines.json" || echo "engines failed"
+
 $IT adapters synth --base "$WORK/base" --count $SLOTS --out "$WORK/adapters" > /dev/null || exit 1
 
 wait_ready() {

@@ -63,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="base folder (default: the embedded demo's base)")
     parser.add_argument("--data-dir", help="the shared data folder (E2E test sources)")
     parser.add_argument("--inputs", type=int, default=256, help="E2E test sources to decode")
+    parser.add_argument(
+        "--random-inputs",
+        type=int,
+        metavar="TOKENS",
+        help="decode --inputs random token id rows of this length instead of E2E sources (where the "
+        "data is not on the machine, e.g. a GPU box; said in the output)",
+    )
     parser.add_argument("--rows", default="1,8,32,64", help="rows per batch, comma-separated")
     parser.add_argument("--new-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
@@ -309,6 +316,24 @@ def e2e_inputs(model: AdaptedModel, data_dir: str | None, count: int) -> list[li
     return model.encode(sources)
 
 
+def random_inputs(model: AdaptedModel, count: int, length: int) -> list[list[int]]:
+    """``count`` rows of ``length`` random token ids (no special ids), each ending with EOS as an
+    encoded source does; seeded, so every engine and run gets the same."""
+    tokenizer = model.tokenizer
+    special = set(tokenizer.all_special_ids)
+    generator = torch.Generator().manual_seed(0)
+    vocab = len(tokenizer)
+    rows = []
+    for _ in range(count):
+        ids = [
+            i
+            for i in torch.randint(0, vocab, (2 * length,), generator=generator).tolist()
+            if i not in special
+        ]
+        rows.append(ids[: length - 1] + [tokenizer.eos_token_id])
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     from server.demo import DEMO_DIR
 
@@ -319,7 +344,12 @@ def run(args: argparse.Namespace) -> int:
         raise LoadTestError(f"unknown engines {sorted(unknown)}: choose from {', '.join(ENGINES)}")
     base = load_bench_base(str(model_dir), "t5-small", args.device, args.dtype)
     model = AdaptedModel(base, num_slots=1)
-    inputs = e2e_inputs(model, args.data_dir, args.inputs)
+    if args.random_inputs:
+        inputs = random_inputs(model, args.inputs, args.random_inputs)
+        source = f"random rows of {args.random_inputs} token ids"
+    else:
+        inputs = e2e_inputs(model, args.data_dir, args.inputs)
+        source = "E2E test inputs"
     device = model.base.device
     makers: dict[str, Callable[[], Pass]] = {
         "hf": lambda: in_process(hf_engine(model, args.new_tokens), device),
@@ -338,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
             engines[f"ct2@{n}"] = workers[-1].run_pass
     sizes = [int(s) for s in args.rows.split(",")]
     print(
-        f"{len(inputs)} E2E test inputs, {args.new_tokens} new tokens each, {args.dtype} on {base.device}, "
+        f"{len(inputs)} {source}, {args.new_tokens} new tokens each, {args.dtype} on {base.device}, "
         f"{torch.get_num_threads()} torch threads; engines {', '.join(engines)}",
         flush=True,
     )
@@ -357,6 +387,7 @@ def run(args: argparse.Namespace) -> int:
             "device": str(base.device),
             "threads": torch.get_num_threads(),
             "inputs": len(inputs),
+            "source": source,
             "new_tokens": args.new_tokens,
             "results": results,
             "profiles": profiles,
