@@ -83,6 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="CTranslate2's intra-op threads to try, comma-separated (default: 1 and torch's count); "
         "each is an engine ct2@N and the ratios are to the fastest at each size",
     )
+    parser.add_argument(
+        "--prefill",
+        default="",
+        help="also measure chunked prefill: token budgets per step to try, comma-separated, 0 = all "
+        "at once (e.g. 0,1024,256): the running rows' longest pause while a burst of long inputs joins",
+    )
     parser.add_argument("--json", help="also write the figures here")
 
 
@@ -271,6 +277,62 @@ def step_profile(model: AdaptedModel, rows: list[list[int]], new_tokens: int) ->
     }
 
 
+def prefill_profile(
+    model: AdaptedModel, inputs: list[list[int]], budgets: list[int | None], running: int = 4, burst: int = 64
+) -> list[dict]:
+    """Chunked prefill, measured as the device thread runs it: ``running`` rows decode (64 tokens
+    each); after 2 steps a burst of ``burst`` long inputs (4 sources joined) arrives and joins at most
+    ``budget`` input tokens between two steps (None: all at once, as without chunked prefill). Per
+    budget: the longest and the median pause between two tokens of the running rows (one loop of
+    admission + step), and the time until the whole burst has joined."""
+    params = GenerationParams(max_new_tokens=64, min_new_tokens=64)
+    sync = torch.cuda.synchronize if model.base.device.type == "cuda" else (lambda: None)
+    eos = model.tokenizer.eos_token_id
+    long_rows = [
+        [t for row in inputs[i : i + 4] for t in row if t != eos] + [eos] for i in range(0, 4 * burst, 4)
+    ]
+    long_rows = [r for r in long_rows if len(r) > 1][:burst]
+    out = []
+    for budget in budgets:
+        batch: ContinuousBatch[int] = ContinuousBatch(model)
+        batch.admit(list(range(running)), inputs[:running], [0] * running, [params] * running)
+        batch.step()
+        batch.step()
+        waiting = list(range(len(long_rows)))
+        pauses = []
+        sync()
+        start = time.perf_counter()
+        joined_at = None
+        while True:
+            take, tokens = [], 0
+            while waiting and (not take or budget is None or tokens + len(long_rows[waiting[0]]) <= budget):
+                tokens += len(long_rows[waiting[0]])
+                take.append(waiting.pop(0))
+            t = time.perf_counter()
+            if take:
+                keys = [running + i for i in take]
+                batch.admit(keys, [long_rows[i] for i in take], [0] * len(take), [params] * len(take))
+            batch.step()
+            sync()
+            pauses.append(time.perf_counter() - t)
+            if not waiting and joined_at is None:
+                joined_at = time.perf_counter() - start
+            if not waiting and not any(r.key < running for r in batch.rows):
+                break  # the burst joined and the running rows finished
+        out.append(
+            {
+                "budget_tokens": budget,
+                "burst_rows": len(long_rows),
+                "burst_tokens": sum(len(r) for r in long_rows),
+                "worst_pause_ms": round(1000 * max(pauses), 1),
+                "median_pause_ms": round(1000 * statistics.median(pauses), 1),
+                "burst_joined_ms": round(1000 * (joined_at or 0.0), 1),
+            }
+        )
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
 def measure(
     engines: dict[str, Pass], inputs: list[list[int]], sizes: list[int], repeats: int, new_tokens: int
 ):
@@ -380,6 +442,8 @@ def run(args: argparse.Namespace) -> int:
     profiles = [step_profile(model, inputs[:size], args.new_tokens) for size in sizes]
     for p in profiles:
         print(json.dumps({k: v for k, v in p.items() if k != "top_ops"}), flush=True)
+    budgets = [int(b) or None for b in args.prefill.split(",") if b]
+    prefill = prefill_profile(model, inputs, budgets) if budgets else []
     if args.json:
         figures = {
             "model": str(model_dir),
@@ -391,6 +455,7 @@ def run(args: argparse.Namespace) -> int:
             "new_tokens": args.new_tokens,
             "results": results,
             "profiles": profiles,
+            "prefill": prefill,
         }
         Path(args.json).write_text(json.dumps(figures, indent=1))
     return 0

@@ -39,3 +39,13 @@ def test_step_profile_counts_ops_and_phases(t5_model):
     assert profile["ops_per_step"] >= 10 * layers  # every layer's products, norms and attention
     assert profile["admission_ms"] > 0 and profile["decoder_ms_per_step"] > 0
     assert profile["step_ms"] >= profile["decoder_ms_per_step"]
+
+
+def test_prefill_profile_runs_each_budget_on_the_same_burst(t5_model):
+    ids = t5_model.encode(TEXTS * 3)
+    eos = t5_model.tokenizer.eos_token_id
+    joined = [[t for r in ids[i : i + 4] for t in r if t != eos] + [eos] for i in range(0, 8, 4)]
+    got = engines.prefill_profile(t5_model, ids, [None, 1], running=2, burst=2)
+    assert [g["budget_tokens"] for g in got] == [None, 1]
+    assert all(g["burst_rows"] == 2 and g["burst_tokens"] == sum(map(len, joined)) for g in got)
+    assert all(g["worst_pause_ms"] >= g["median_pause_ms"] > 0 for g in got)
