@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from ..errors import LoadTestError
 from ..loadtest.apis import APIS
 from ..loadtest.client import run_load
 from ..loadtest.plan import LoadSpec
@@ -34,7 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="base folder; default: the embedded demo")
     parser.add_argument("--adapter-dir", help="adapter folder (with --model)")
     parser.add_argument("--adapters", default="fr-en,de-en,e2e,dart", help="adapters to draw from")
-    parser.add_argument("--data-dir", help="data folder: inputs from the fr-en dev set (default: word salad)")
+    parser.add_argument(
+        "--data-dir", help="data folder: inputs from the fr-en dev set (default ../shared/data)"
+    )
+    parser.add_argument(
+        "--synthetic-inputs",
+        action="store_true",
+        help="random word-salad inputs instead of the fr-en dev set (where the data is not on the machine)",
+    )
     parser.add_argument("--rate", type=float, default=8.0, help="req/s of the front-end comparison")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per measurement")
     parser.add_argument("--new-tokens", type=int, default=16, help="tokens per answer in the comparison")
@@ -42,13 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-requests", type=int, default=30, help="64-token streams, one a second")
 
 
-def _inputs(data_dir: str | None) -> list[str]:
-    try:
-        from training.data import load_task
-
-        return [item.source for item in load_task("fr-en", "dev", data_dir).items]
-    except Exception:  # no data folder: the benchmark still runs, on synthetic inputs
+def _inputs(data_dir: str | None, synthetic: bool) -> list[str]:
+    """The fr-en dev sources, or, asked for by name, synthetic inputs (never in silence)."""
+    if synthetic:
         return make_inputs(256, 96, seed=1)
+    from training.data import load_task
+    from training.errors import DataNotFoundError
+
+    try:
+        return [item.source for item in load_task("fr-en", "dev", data_dir).items]
+    except DataNotFoundError as e:
+        raise LoadTestError(f"{e}\n(or run on synthetic inputs with --synthetic-inputs)") from e
 
 
 def _server_ttft_ms(url: str) -> float | None:
@@ -75,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         adapters=adapters,
         zipf_a=0.0,
-        inputs=_inputs(args.data_dir),
+        inputs=_inputs(args.data_dir, args.synthetic_inputs),
         seed=3,
     )
     with Server(INPUTTUNE, base, adapter_dir, 16, 32, log) as server:
