@@ -38,8 +38,39 @@ def _settings(args: argparse.Namespace) -> RunSettings:
     return RunSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunSettings)})
 
 
+def _claim(lock: Path) -> bool:
+    """Take the run's lock file (None if another live process holds it), so that two runners started
+    side by side never train the same run."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(lock.read_text() or "0"), 0)
+            return False  # its owner is alive
+        except (ValueError, ProcessLookupError):
+            lock.unlink(missing_ok=True)  # a stale lock from a killed run
+            return _claim(lock)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
 def _one(args: argparse.Namespace) -> int:
-    record = run_one(args.task, args.method, _settings(args), Path(args.results), args.prompt_length_override)
+    tag = "" if args.prompt_length_override is None else f".p{args.prompt_length_override}"
+    if run_path(Path(args.results), args.task, args.method, tag).is_file():
+        print(f"{args.task} {args.method}{tag}: already done")
+        return 0
+    lock = Path(args.work_dir) / f"{args.task}.{args.method}{tag}.lock"
+    if not _claim(lock):
+        print(f"{args.task} {args.method}{tag}: another runner has it")
+        return 0
+    try:
+        record = run_one(
+            args.task, args.method, _settings(args), Path(args.results), args.prompt_length_override
+        )
+    finally:
+        lock.unlink(missing_ok=True)
     print(f"{args.task} {args.method}: BLEU {record['scores']['bleu']:.2f}, train {record['train_s']}s")
     return 0
 

@@ -292,11 +292,33 @@ def write_report(results: Path, out: Path | None = None) -> Path:
         + "; ".join(f"{t} {a} / {b} / {c}" for t, (a, b, c) in PAPER.items())
         + "."
     )
-    w("There, all three are close and IT matches FT; here FT is far ahead of both: a 10M-parameter base")
-    w("pretrained on ~5M tokens has little a frozen-model method can steer, while fine-tuning rewrites it.")
+    far, close = [], []
+    for task in STUDY_TASKS:
+        r = runs.get(task, {})
+        if all(m in r for m in ("pt", "it", "ft")):
+            top = max(r[m]["intervals"]["chrf"]["high"] for m in ("pt", "it"))
+            (far if r["ft"]["intervals"]["chrf"]["low"] > top else close).append(task)
+    if far or close:
+        w("There, all three are close and IT matches or beats FT. Here, FT's chrF interval lies above both")
+        w(f"frozen-base methods' on {', '.join(far) or 'no task'}; the three overlap or PT/IT lead on")
+        w(
+            f"{', '.join(close) or 'no task'}. Where FT is far ahead, a 10M-parameter base pretrained on ~5M tokens"
+        )
+        w("has little that a frozen-model method can steer in 300 steps, while fine-tuning rewrites it.")
     w("")
     w("## Part 2: familiarity vs relative performance")
     w("")
+    if fam:
+        w("Familiarity of each task's test inputs to the demo base's pretraining corpus (docs/familiarity.md")
+        w("defines it; `inputtune familiarity --task NAME` prints it):")
+        w("")
+        w("| task | in pretraining | familiarity | unseen bigrams |")
+        w("|---|---|---:|---:|")
+        for task in sorted(fam, key=lambda t: fam[t]["familiarity"] or 0.0):
+            f = fam[task]
+            seen = "yes" if task in IN_PRETRAINING else "no"
+            w(f"| {task} | {seen} | {_fmt(f['familiarity'])} | {100 * (f.get('unseen') or 0.0):.1f}% |")
+        w("")
     rows = relative_rows(data)
     if rows:
         w("| task | in pretraining | familiarity | PT/FT BLEU | IT/FT BLEU | PT/FT chrF | IT/FT chrF |")
@@ -388,7 +410,10 @@ def write_report(results: Path, out: Path | None = None) -> Path:
         w(
             "(|rho| ≤ 0.4) and the change is large everywhere (median often above 0.5 of the embedding's norm):"
         )
-        w("the adapters rewrite most tokens rather than correcting only unfamiliar ones. One confound: the")
+        w(
+            "the adapters rewrite most tokens rather than correcting only unfamiliar ones. (In the plot, tokens"
+        )
+        w("never seen in the corpus sit at half the smallest frequency.) One confound: the")
         w("ratio divides by `‖x‖`, and in a briefly trained base rare tokens' embeddings stay near their")
         w(
             "initial norm. `inputtune adapters activation --adapter NAME --input TEXT` shows the per-token change"
