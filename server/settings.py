@@ -93,7 +93,11 @@ class ServerSettings(BaseSettings):
         "decoding are not stalled by one long encoder pass. An idle device takes up to max_batch_tokens",
     )
     max_wait_ms: float = Field(
-        5.0, ge=0, le=10_000, description="How long a batch waits to fill up after its first request"
+        5.0,
+        ge=0,
+        le=10_000,
+        description="How long a static batch waits to fill up after its first request (continuous "
+        "batching starts at once: rows that come later join the running batch at the next step)",
     )
     max_queue: int = Field(1024, ge=1, description="Most rows waiting; beyond it requests get 429")
     max_queue_wait_s: float = Field(

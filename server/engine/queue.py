@@ -45,6 +45,9 @@ class BatchPolicy:
     per_adapter: bool = False  # baseline mode: every batch holds one adapter (the base model counts as one)
     max_prefill_tokens: int | None = None  # input tokens joining a running batch between two steps
 
+    def with_wait(self, seconds: float) -> BatchPolicy:
+        return dataclasses.replace(self, max_wait_s=seconds)
+
     def with_rows(self, rows: int) -> BatchPolicy:
         """The caps for rows joining a running batch between two decoder steps: at most ``rows``
         rows and ``max_prefill_tokens`` input tokens (chunked prefill: a burst of long inputs joins

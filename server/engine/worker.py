@@ -130,7 +130,9 @@ class DeviceWorker:
                 rows = self.queue.take_nowait(self.policy.with_rows(room)) if room > 0 else []
             else:
                 self.running = ()
-                rows = self.queue.take_batch(self.policy) or []
+                # an idle device starts at once: rows that come a moment later join at the next step
+                # (waiting max_wait_ms for company is the static schedule's trade, not this one's)
+                rows = self.queue.take_batch(self.policy.with_wait(0.0)) or []
                 if not rows and self.queue.closed:
                     return
                 busy_since = time.monotonic()

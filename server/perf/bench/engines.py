@@ -9,6 +9,10 @@ one), greedy, exactly ``--new-tokens`` new tokens per row, it times:
               graphs on a GPU); not in the default list: compiling takes minutes
   ct2         CTranslate2 (the ``bench`` extra; the base is converted once with
               ``ct2-transformers-converter``, offline)
+  http        ``inputtune serve`` (continuous, its defaults) in a process of its own, over HTTP:
+              each batch is that many concurrent requests of one input (``POST /generate``, token
+              ids from ``details``); what the serving layer keeps of the in-process speed. Its
+              client runs in this process, on the same cores.
 for each rows-per-batch size, every input run once per repeat in batches of that size. Engines
 alternate within each repeat (drift on a noisy machine hits all alike); tokens/s are medians.
 Every engine's tokens are compared with ``hf``'s, row by row. For the continuous path it also
@@ -19,6 +23,7 @@ counts the ATen operator calls of one decoder step and splits a generation into 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import statistics
@@ -38,8 +43,8 @@ from adapters.decoding import ContinuousBatch
 from ..errors import LoadTestError
 from ..workload import load_bench_base
 
-ENGINES = ("hf", "static", "continuous", "compiled", "ct2")
-DEFAULT_ENGINES = ("hf", "static", "continuous", "ct2")
+ENGINES = ("hf", "static", "continuous", "compiled", "ct2", "http")
+DEFAULT_ENGINES = ("hf", "static", "continuous", "ct2", "http")
 Run = Callable[[list[list[int]]], list[list[int]]]  # token id rows -> generated token id rows
 Pass = Callable[[list[list[list[int]]]], tuple[list[list[int]], float]]  # batches -> (tokens, seconds)
 
@@ -198,6 +203,54 @@ class Ct2Engine:
     def close(self) -> None:
         self.connection.send(None)
         self.process.join(30)
+
+
+class HttpEngine:
+    """``inputtune serve`` of the same base in a process of its own; a pass sends each batch as that
+    many concurrent one-input requests and waits for all of them before the next batch."""
+
+    def __init__(
+        self, model_dir: Path, texts: dict[tuple[int, ...], str], new_tokens: int, rows: int
+    ) -> None:
+        import tempfile
+
+        from .report import INPUTTUNE, Server
+
+        self.texts = texts
+        self.new_tokens = new_tokens
+        self.work = Path(tempfile.mkdtemp(prefix="inputtune-engines-"))
+        (self.work / "adapters").mkdir()
+        self.server = Server(INPUTTUNE, model_dir, self.work / "adapters", 1, rows, self.work / "server.log")
+        self.server.__enter__()
+
+    async def _batch(self, client, rows: list[list[int]]) -> list[list[int]]:
+        parameters = {"max_new_tokens": self.new_tokens, "min_new_tokens": self.new_tokens, "details": True}
+
+        async def one(row: list[int]) -> list[int]:
+            r = await client.post(
+                "/generate", json={"inputs": self.texts[tuple(row)], "parameters": parameters}
+            )
+            if r.status_code != 200:
+                raise LoadTestError(f"the server answered {r.status_code}: {r.text[:300]}")
+            return [t["id"] for t in r.json()["details"]["tokens"]]
+
+        return list(await asyncio.gather(*(one(row) for row in rows)))
+
+    def run_pass(self, chunks: list[list[list[int]]]) -> tuple[list[list[int]], float]:
+        import httpx
+
+        async def all_chunks():
+            limits = httpx.Limits(max_connections=max(len(c) for c in chunks))
+            async with httpx.AsyncClient(base_url=self.server.url, timeout=600, limits=limits) as client:
+                start = time.perf_counter()
+                out = [tokens for chunk in chunks for tokens in await self._batch(client, chunk)]
+                return out, time.perf_counter() - start
+
+        return asyncio.run(all_chunks())
+
+    def close(self) -> None:
+        self.server.__exit__(None, None, None)
+        shutil.rmtree(self.work, ignore_errors=True)
 
 
 def convert_for_ct2(model_dir: Path, out: Path, dtype: str) -> Path:
@@ -369,13 +422,17 @@ def measure(
     return results
 
 
-def e2e_inputs(model: AdaptedModel, data_dir: str | None, count: int) -> list[list[int]]:
+def e2e_sources(data_dir: str | None, count: int) -> list[str]:
     from training.data import load_task
 
-    sources = [item.source for item in load_task("e2e", "test", data_dir).items][:count]
+    sources = list(dict.fromkeys(item.source for item in load_task("e2e", "test", data_dir).items))[:count]
     if len(sources) < count:
         raise LoadTestError(f"the E2E test split has {len(sources)} sources, fewer than --inputs {count}")
-    return model.encode(sources)
+    return sources
+
+
+def e2e_inputs(model: AdaptedModel, data_dir: str | None, count: int) -> list[list[int]]:
+    return model.encode(e2e_sources(data_dir, count))
 
 
 def random_inputs(model: AdaptedModel, count: int, length: int) -> list[list[int]]:
@@ -410,7 +467,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = random_inputs(model, args.inputs, args.random_inputs)
         source = f"random rows of {args.random_inputs} token ids"
     else:
-        inputs = e2e_inputs(model, args.data_dir, args.inputs)
+        sources = e2e_sources(args.data_dir, args.inputs)
+        inputs = model.encode(sources)
         source = "E2E test inputs"
     device = model.base.device
     makers: dict[str, Callable[[], Pass]] = {
@@ -419,8 +477,8 @@ def run(args: argparse.Namespace) -> int:
         "continuous": lambda: in_process(continuous_engine(model, args.new_tokens), device),
         "compiled": lambda: in_process(continuous_engine(model, args.new_tokens, compile=True), device),
     }
-    engines = {name: makers[name]() for name in names if name != "ct2"}
-    workers: list[Ct2Engine] = []
+    engines = {name: makers[name]() for name in names if name not in ("ct2", "http")}
+    workers: list[Ct2Engine | HttpEngine] = []
     if "ct2" in names:
         folder = Path(args.ct2_dir) if args.ct2_dir else Path("runs/ct2") / f"{model_dir.name}-{args.dtype}"
         convert_for_ct2(model_dir, folder, args.dtype)
@@ -429,6 +487,12 @@ def run(args: argparse.Namespace) -> int:
             workers.append(Ct2Engine(folder, args.new_tokens, args.dtype, args.device, n))
             engines[f"ct2@{n}"] = workers[-1].run_pass
     sizes = [int(s) for s in args.rows.split(",")]
+    if "http" in names:
+        if args.random_inputs or args.dtype != "float32" or args.device != "cpu":
+            raise LoadTestError("the http engine runs on E2E inputs, float32, on the CPU (leave it out)")
+        texts = {tuple(ids): text for ids, text in zip(inputs, sources, strict=True)}
+        workers.append(HttpEngine(model_dir, texts, args.new_tokens, max(sizes)))
+        engines["http"] = workers[-1].run_pass
     print(
         f"{len(inputs)} {source}, {args.new_tokens} new tokens each, {args.dtype} on {base.device}, "
         f"{torch.get_num_threads()} torch threads; engines {', '.join(engines)}",
