@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ray-address", help="an existing Ray cluster (default: RAY_ADDRESS, else a local one)"
     )
-    add_settings_options(serve.add_argument_group("server (each replica)"))
+    add_settings_options(serve)  # each replica's settings; --host/--port: Ray Serve's HTTP proxy
 
 
 def _num_gpus(args: argparse.Namespace, device: str) -> float:

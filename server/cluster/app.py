@@ -85,7 +85,6 @@ def build_app(options: ClusterOptions):
     if options.num_gpus:
         actor_options["num_gpus"] = options.num_gpus
     replica = serve.deployment(
-        InputtuneReplica,
         name="InputtuneReplica",
         ray_actor_options=actor_options,
         max_ongoing_requests=ongoing,
@@ -94,13 +93,12 @@ def build_app(options: ClusterOptions):
         graceful_shutdown_wait_loop_s=1,
         health_check_period_s=5,
         **scaling,
-    ).bind(options.settings)
+    )(InputtuneReplica).bind(options.settings)
     ingress = serve.deployment(
-        InputtuneIngress,
         name="InputtuneIngress",
         ray_actor_options={"num_cpus": 0},
         max_ongoing_requests=max(1000, queued + ongoing * (options.max_replicas or options.replicas)),
-    )
+    )(InputtuneIngress)
     return ingress.bind(
         replica,
         affinity=options.affinity,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypedDict
 
 _DONE = object()
@@ -51,7 +51,7 @@ def scope_of(request: ForwardedRequest) -> dict[str, Any]:
 
 
 async def run_asgi(
-    app, request: ForwardedRequest, extra_headers: list[tuple[str, str]] = ()
+    app, request: ForwardedRequest, extra_headers: Sequence[tuple[str, str]] = ()
 ) -> AsyncIterator[dict | bytes]:
     """Run ``request`` through the ASGI ``app``: yield {"status", "headers"} (with ``extra_headers``
     added), then each non-empty body chunk. An exception the app raises propagates."""

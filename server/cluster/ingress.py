@@ -20,9 +20,10 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 from fastapi.responses import JSONResponse
-from ray.exceptions import RayError
+from ray.exceptions import RayActorError, RayError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from starlette.requests import Request
@@ -84,7 +85,7 @@ class InputtuneIngress:
         for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(0.2 * attempt)  # Ray Serve learns of the dead replica meanwhile
-            stream: DeploymentResponseGenerator = handle.forward.remote(forwarded)
+            stream = cast(DeploymentResponseGenerator, handle.forward.remote(forwarded))
             try:
                 start = await asyncio.wait_for(stream.__anext__(), self.first_byte_timeout_s)
                 if attempt:  # say so: the request ran again after its first replica failed
@@ -97,6 +98,13 @@ class InputtuneIngress:
                 return _unavailable(request, f"every replica is busy: retry later ({e})", "overloaded", 1)
             except (RayError, StopAsyncIteration) as e:
                 stream.cancel()
+                if isinstance(e, RayTaskError) and not isinstance(e, RayActorError):
+                    # the replica's own code raised: a bug, not a lost replica (the app answers its errors)
+                    log.error(
+                        "request %s %s failed in its replica", request.method, request.url.path, exc_info=e
+                    )
+                    message = "internal server error (this is a bug; the trace is in the server log)"
+                    return JSONResponse(error_body(request, 500, "internal_error", message), status_code=500)
                 log.warning("request %s %s: replica failed (attempt %d): %s", request.method, request.url.path,
                             attempt + 1, e)  # fmt: skip
                 last = e

@@ -39,7 +39,7 @@ class InputtuneReplica:
     """One engine on one device; ``settings`` are ServerSettings fields (INPUTTUNE_* variables of the
     replica's environment fill in the rest)."""
 
-    async def __init__(self, settings: dict) -> None:
+    async def __init__(self, settings: dict) -> None:  # type: ignore[misc]  # Ray Serve awaits it
         self.settings = ServerSettings(**settings)
         self.app = create_app(self.settings, url="ray-serve")
         self.engine = self.app.state.engine
