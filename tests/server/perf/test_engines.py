@@ -49,3 +49,43 @@ def test_prefill_profile_runs_each_budget_on_the_same_burst(t5_model):
     assert [g["budget_tokens"] for g in got] == [None, 1]
     assert all(g["burst_rows"] == 2 and g["burst_tokens"] == sum(map(len, joined)) for g in got)
     assert all(g["worst_pause_ms"] >= g["median_pause_ms"] > 0 for g in got)
+
+
+def test_the_report_section_says_which_targets_are_met(tmp_path):
+    import json
+
+    from server.perf.bench.report_text import engines_section
+
+    def row(rows, cont, http, ct2):
+        tps = {"hf": 1.0, "continuous": cont, "http": http, "ct2@1": ct2}
+        agreement = {"continuous": 1.0, "http": 1.0, "ct2@1": 1.0}
+        return {
+            "rows": rows,
+            "tokens_per_s": tps,
+            "agreement": agreement,
+            "vs_ct2": {n: round(tps[n] / ct2, 3) for n in ("hf", "continuous", "http")},
+        }
+
+    profile = {
+        "ops_per_step": 100,
+        "admission_ms": 10.0,
+        "step_ms": 1.0,
+        "decoder_ms_per_step": 0.9,
+        "choose_ms_per_step": 0.1,
+    }
+    figures = {
+        "dtype": "float32",
+        "threads": 2,
+        "inputs": 8,
+        "new_tokens": 16,
+        "results": [row(1, 70.0, 65.0, 100.0), row(32, 900.0, 500.0, 1000.0)],
+        "profiles": [{"rows": 1, **profile}, {"rows": 32, **profile}],
+        "prefill": [],
+    }
+    (tmp_path / "engines_float32.json").write_text(json.dumps(figures))
+    text = "\n".join(engines_section(tmp_path))
+    assert "| continuous ÷ CTranslate2 at 1 row, fp32 ≥ 0.6 | 0.70 | yes |" in text
+    assert "| continuous ÷ CTranslate2 at 32 rows, fp32 ≥ 1 | 0.90 | **no** |" in text
+    assert "| over HTTP within 10% of in-process at 1 row | 0.93× | yes |" in text
+    assert "| over HTTP within 10% of in-process at 32 rows | 0.56× | **no** |" in text
+    assert engines_section(tmp_path / "none") == []  # no measurement, no section
