@@ -7,7 +7,8 @@
 #   scripts/cluster_gpu.sh OUT_DIR            # the real run: N = every visible GPU (or REPLICAS=N)
 #   scripts/cluster_gpu.sh OUT_DIR --small    # the same steps on the CPU, tiny shape, 2 replicas (tests the script)
 #
-# Writes OUT_DIR/{single,cluster,cluster_noaffinity}_load.json (inputtune loadtest --sweep --json) and a log.
+# Writes OUT_DIR/{single,cluster,cluster_noaffinity}_load.json (inputtune loadtest --sweep --json), their
+# plots in OUT_DIR/plots-NAME/, and a log.
 set -uo pipefail
 OUT=${1:?usage: scripts/cluster_gpu.sh OUT_DIR [--small]}
 mkdir -p "$OUT"
@@ -54,6 +55,7 @@ load_sweep() {
   if wait_ready "$port"; then
     $IT loadtest --url "http://127.0.0.1:$port" --sweep --rates "$rates" --duration $DURATION --adapters all \
       --zipf 1.0 --max-new-tokens $TOKENS --min-new-tokens $TOKENS --no-progress --verify 20 --json \
+      --plot-dir "$OUT/plots-$name" \
       > "$OUT/${name}_load.json" || echo "$name load test failed"
   else
     echo "$name never became ready"
