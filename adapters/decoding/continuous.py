@@ -69,7 +69,10 @@ class ContinuousBatch(Generic[K]):
         self._reset()
 
     def _reset(self) -> None:
-        self.cache: DecoderCache = self.decoder.new_cache(columns=self.columns)
+        if getattr(self, "cache", None) is None:
+            self.cache: DecoderCache = self.decoder.new_cache(columns=self.columns)
+        else:  # empty now: its buffers (grown to the batch sizes seen) serve the next rows
+            self.cache.keep([])
         self.last = torch.zeros(0, dtype=torch.long, device=self.device)  # (B,) the tokens fed next
         self.seen = torch.zeros(0, self.vocab, dtype=torch.bool, device=self.device)  # (B, V) for penalties
         self.chooser = TokenChooser([], self.eos, self.device)
