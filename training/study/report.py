@@ -364,6 +364,23 @@ def write_report(results: Path, out: Path | None = None) -> Path:
         if all(t in by for t in ("e2e-opaque", "e2e", "e2e-plain")):
             order = [f"{t} {100 * by[t]['pt/ft chrf']:.0f}%" for t in ("e2e-opaque", "e2e", "e2e-plain")]
             w(f"E2E variants (PT/FT chrF, least to most familiar): {', '.join(order)}.")
+            vals = [by[t]["pt/ft chrf"] for t in ("e2e-opaque", "e2e", "e2e-plain")]
+            if vals[0] < vals[1] < vals[2]:
+                w("PT/FT rises with the variants' familiarity: **agrees** with the paper's E2E variants.")
+            elif vals[0] > vals[1] > vals[2]:
+                w(
+                    "PT/FT **falls** as the variants get more familiar: this **disagrees** with the paper, where"
+                )
+                w(
+                    "the more familiar E2E variants brought PT closer to FT. Plain-English phrases make the inputs"
+                )
+                w(
+                    "read like the books, but the task (which phrase goes where in the output) is as new to the"
+                )
+                w("base as before, and the longer inputs give PT more to get wrong.")
+            else:
+                w("PT/FT does not move monotonically with the variants' familiarity: no support for the")
+                w("paper's E2E-variant trend on this base.")
             w("")
     else:
         w("No task has all three runs yet: nothing to correlate.")
