@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -108,7 +109,19 @@ def _runs(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(args.workers) as pool:
         for line in pool.map(launch, todo):
             print(line, flush=True)
-    print(f"runs: {time.monotonic() - started:.0f}s for {len(todo)} runs")
+    elapsed = time.monotonic() - started
+    print(f"runs: {elapsed:.0f}s for {len(todo)} runs")
+    timing = results / "timing.json"
+    sessions = json.loads(timing.read_text())["sessions"] if timing.is_file() else []
+    sessions.append(
+        {
+            "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "wall_s": round(elapsed),
+            "workers": args.workers,
+            "runs_tried": len(todo),
+        }
+    )
+    timing.write_text(json.dumps({"sessions": sessions}, indent=1) + "\n")
     return 0
 
 

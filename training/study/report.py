@@ -72,6 +72,7 @@ def _plots(data: dict[str, Any], results: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     made = []
     rows = relative_rows(data)
@@ -91,6 +92,8 @@ def _plots(data: dict[str, Any], results: Path) -> list[str]:
                     textcoords="offset points",
                 )
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("familiarity: average corpus bigram frequency (per million, log)")
             ax.set_ylabel(f"{metric.upper() if metric == 'bleu' else 'chrF'} relative to fine-tuning (%)")
             ax.grid(alpha=0.3)
@@ -229,6 +232,15 @@ def write_report(results: Path, out: Path | None = None) -> Path:
         "  (so each got 20–50% of a core; a run took 15–20 minutes of wall clock). The study's wall-clock cap was"
     )
     w("  about 90 minutes. On an idle machine the same runs take roughly a third of that.")
+    timing = _load(results / "timing.json")
+    if timing and timing.get("sessions"):
+        wall = sum(x["wall_s"] for x in timing["sessions"])
+        w(
+            f"- Wall clock of the runs so far: {wall / 60:.0f} minutes over {len(timing['sessions'])} runner session(s)"
+        )
+        w(
+            f"  ({'; '.join(x.get('note', '') or str(x['workers']) + ' workers' for x in timing['sessions'])})."
+        )
     w("- **No new base was trained** (the issue's 'better base' step): a longer CPU pretraining (up to two")
     w(
         "  hours) did not fit beside the study in this session, and no GPU was used. Every number is on the demo"
@@ -354,11 +366,13 @@ def write_report(results: Path, out: Path | None = None) -> Path:
                 "PT relative to FT tends to rise with familiarity, as in the paper's Figure 3, but the interval"
             )
             w("includes 0: with this few tasks the direction **agrees** and the evidence is **weak**.")
+        elif s["high"] < 0:
+            w("PT relative to FT **falls** with familiarity and the interval excludes 0: this **disagrees**")
+            w("with the paper's Figure 3 (on this base, at this budget).")
         else:
-            w(
-                "PT relative to FT does **not** rise with familiarity here: this **disagrees** with the paper's"
-            )
-            w("Figure 3 (on this base, at this budget).")
+            w("PT relative to FT does **not** rise with familiarity here (rho ≤ 0): no support for the")
+            w("paper's Figure 3 on this base. With this few tasks the interval spans almost everything, so")
+            w("it is no evidence against it either; the task-by-task rows above say more than rho.")
         w("")
         by = {r["task"]: r for r in rows}
         if all(t in by for t in ("e2e-opaque", "e2e", "e2e-plain")):
