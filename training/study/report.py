@@ -203,7 +203,7 @@ def write_report(results: Path, out: Path | None = None) -> Path:
     missing = [t for t in STUDY_TASKS if t not in complete]
     if missing:
         w(
-            f"  Not run (the compute budget ran out first): {', '.join(missing)}. `python -m training.study all`"
+            f"  Incomplete when the compute budget ran out: {', '.join(missing)}. `python -m training.study all`"
         )
         w("  resumes: finished runs are kept, missing ones run, and this page is rewritten.")
     if settings:
@@ -224,14 +224,11 @@ def write_report(results: Path, out: Path | None = None) -> Path:
     w("  0.03 and MLP 3e-3; FT 5e-4), **not** a sweep per task, and **no dev-set selection** (the final")
     w("  weights are scored): a per-task sweep did not fit the budget. This favours no method by design but")
     w("  may under-serve tasks far from E2E.")
-    w(
-        f"- Compute: {compute_s / 60:.0f} minutes of single-threaded process time in the finished runs (training and"
-    )
-    w("  test decoding), run as 2 `nice -n 19` processes at once on a 2-core machine shared with other jobs")
-    w(
-        "  (so each got 20–50% of a core; a run took 15–20 minutes of wall clock). The study's wall-clock cap was"
-    )
-    w("  about 90 minutes. On an idle machine the same runs take roughly a third of that.")
+    w(f"- Run time: {compute_s / 60:.0f} minutes summed over the finished runs (training and test decoding,")
+    w("  wall clock of each run), several runs at once as `nice -n 19` single-threaded processes on a 2-core")
+    w("  machine shared with other jobs (each got 20–50% of a core; a run took 6–25 minutes). Runs were")
+    w("  started for about 90 minutes. On an idle core one run takes about 4 minutes (300 steps at ~0.55 s,")
+    w("  then ~30 s of decoding), so the 30 planned runs need about 2 hours of one core.")
     timing = _load(results / "timing.json")
     if timing and timing.get("sessions"):
         wall = sum(x["wall_s"] for x in timing["sessions"])
