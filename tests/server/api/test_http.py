@@ -87,8 +87,9 @@ def test_concurrent_mixed_requests_equal_one_at_a_time(live, monkeypatch, schedu
 
 
 def test_chunked_prefill_joins_a_burst_over_several_steps(live, monkeypatch):
-    """With ``max_prefill_tokens`` below one input, rows join a running batch one per step (an idle
-    device still takes a full batch), and every answer is what it is alone."""
+    """With ``max_prefill_tokens`` below one input, rows join a running batch one per step (the policy
+    for an idle device keeps ``max_batch_tokens``: tests/server/engine/test_queue.py), and every answer
+    is what it is alone."""
     plan = [p for p in requests_plan(24) if p[2].get("num_beams", 1) == 1]
     joins: list[tuple[int, int]] = []  # (rows running, rows joining) per admission
 
@@ -109,8 +110,7 @@ def test_chunked_prefill_joins_a_burst_over_several_steps(live, monkeypatch):
         alone = asyncio.run(send_all(server.url, plan, concurrently=False))
     assert [r["generated_text"] for r in together] == [r["generated_text"] for r in alone]
     into_running = [n for running, n in joins if running > 0]
-    assert into_running and max(into_running) == 1, joins  # one row (its tokens > 1) per step
-    assert max(n for running, n in joins if running == 0) > 1, joins  # an idle device takes a batch
+    assert len(into_running) >= len(plan) // 2 and max(into_running) == 1, joins  # one row per step
 
 
 def test_list_input_gives_list_output(live):

@@ -100,3 +100,16 @@ def test_wait_estimate_is_right_when_rows_finish_in_bursts():
         waits.record(32, 0.01)
         seen.append(waits.rate())
     assert all(r == pytest.approx(32.0) for r in seen[100:])
+
+
+def test_rows_joining_a_running_batch_are_capped_by_the_prefill_budget():
+    policy = BatchPolicy(max_rows=8, max_tokens=100, max_wait_s=0.5, max_adapters=8, max_prefill_tokens=25)
+    pending = [Row(10, "a") for _ in range(6)]
+    idle, _ = select(pending, policy)  # an idle device: up to max_tokens
+    assert len(idle) == 6
+    joining = policy.with_rows(8)
+    assert (joining.max_rows, joining.max_tokens, joining.max_wait_s) == (8, 25, 0.0)
+    batch, rest = select(pending, joining)  # between two steps: up to max_prefill_tokens
+    assert len(batch) == 2 and len(rest) == 4
+    assert select([Row(40, "a")], joining)[0] != []  # an input over the budget still joins, alone
+    assert policy.with_wait(0.0).max_tokens == 100  # (what the idle device takes with)
