@@ -162,6 +162,10 @@ class DeviceWorker:
                     for r in joining:
                         admitted[r] = Admission(start, distinct)
                 finished = running.step()
+                # Give the event loop the interpreter lock between steps: the step releases it only
+                # for microseconds at a time, and without this pause a busy device thread starved the
+                # event loop (refusals under overload took seconds; tests/server/perf/test_overload.py)
+                time.sleep(0.0005)
             except Exception as e:
                 self._fail([*admitted, *(r for r in joining if r not in admitted)], e, outbox)
                 outbox.flush()
