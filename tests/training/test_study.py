@@ -110,3 +110,98 @@ def test_paired_bootstrap_names_and_p_value():
     out = paired_bootstrap(base, [r[0] for r in refs], refs, samples=100)
     assert out["bleu"]["system"] == pytest.approx(100.0) and out["bleu"]["baseline"] < 5
     assert 0 < out["chrf"]["p_value"] <= 0.05
+
+
+def test_run_specs_name_their_settings_and_the_plan_orders_them():
+    from training.study.runs import PROMPT_LENGTHS, SWEEP, SWEEP_TASKS, RunSpec, study_plan
+
+    assert RunSpec("e2e", "pt").name == "e2e.pt" and RunSpec("e2e", "pt").needs_dev
+    assert RunSpec("dart", "it").needs_dev is False
+    assert RunSpec("e2e", "it", 5).name == "e2e.it.p5" and not RunSpec("e2e", "it", 5).needs_dev
+    swept = RunSpec("fr-en", "it", None, (("lr_prompt", 0.3), ("lr_adapter", 0.003)))
+    assert swept.name == "fr-en.it.lr-prompt0.3-adapter0.003"
+    assert swept.learning_rates == {"lr_prompt": 0.3, "lr_adapter": 0.003} and swept.needs_dev
+    plan = study_plan(("e2e", "fr-en", "dart"))
+    names = [s.name for s in plan]
+    assert len(names) == len(set(names))
+    assert names[:9] == [f"{t}.{m}" for t in ("e2e", "fr-en", "dart") for m in ("pt", "it", "ft")]
+    assert len(plan) == 9 + sum(map(len, PROMPT_LENGTHS.values())) + len(SWEEP_TASKS) * sum(
+        map(len, SWEEP.values())
+    )
+    assert "e2e.it.p0" in names and "dart.pt.p5" not in names
+
+
+def _write_run(results, name, record):
+    (results / "runs" / f"{name}.json").write_text(json.dumps(record))
+
+
+def test_selection_takes_the_best_dev_score_and_keeps_part_4_apart(tmp_path):
+    from training.study.runs import select_runs
+
+    results = tmp_path / "study"
+    (results / "runs").mkdir(parents=True)
+    default = _run("e2e", "pt", 3.0, 12.0) | {
+        "learning_rates": {"lr_prompt": 0.3},
+        "dev": {"scores": {"bleu": 2.5, "chrf": 14.0}},
+    }
+    better = _run("e2e", "pt", 2.0, 11.0) | {
+        "learning_rates": {"lr_prompt": 1.0},
+        "lr_default": False,
+        "dev": {"scores": {"bleu": 1.0, "chrf": 15.5}},
+    }
+    worse = _run("e2e", "pt", 9.0, 30.0) | {
+        "learning_rates": {"lr_prompt": 0.1},
+        "lr_default": False,
+        "dev": {"scores": {"bleu": 6.0, "chrf": 9.0}},
+    }
+    short = _run("e2e", "pt", 1.0, 5.0) | {"prompt_length": 5}
+    plain = _run("e2e-plain", "pt", 4.0, 8.0)  # "e2e-plain.pt" is not a prompt-length run
+    for name, rec in (("e2e.pt", default), ("e2e.pt.lr-prompt1", better), ("e2e.pt.lr-prompt0.1", worse),
+                      ("e2e.pt.p5", short), ("e2e-plain.pt", plain)):  # fmt: skip
+        _write_run(results, name, rec)
+    chosen = select_runs(results)
+    picked = chosen["selected"]["e2e"]["pt"]
+    # the best dev chrF wins even though another setting has the better test score: test never selects
+    assert picked["learning_rates"] == {"lr_prompt": 1.0} and picked["selected_from"] == 3
+    assert chosen["selected"]["e2e-plain"]["pt"]["scores"]["chrf"] == 8.0
+    assert sorted(chosen["prompt"]["pt"]) == [5, 20] and chosen["prompt"]["pt"][20]["scores"]["chrf"] == 12.0
+    assert len(chosen["sweep"]["e2e"]["pt"]) == 3
+
+    text = write_report(results).read_text()
+    assert "| e2e | n/a | prompt-tuning | 2.0 [1.0, 3.0]" in text and "(best dev of 3)" in text
+    assert "| e2e | prompt-tuning | **prompt 1** | 1.0 | 15.5 | 2.0 | 11.0 |" in text
+    assert "| prompt-tuning | 5 | 100 | 1.0 [0.0, 2.0]" in text
+    assert "it chose another setting for" in text and "e2e PT (prompt 1)" in text
+
+
+def test_report_renders_the_serving_cost_of_prompt_lengths(tmp_path):
+    from training.study.throughput import adapter_grid
+
+    results = tmp_path / "study"
+    (results / "runs").mkdir(parents=True)
+    grid = adapter_grid()
+    assert ("it", 0) in grid and ("pt", 20) in grid and ("pt", 0) not in grid
+    settings = [
+        {
+            "method": m,
+            "prompt_length": n,
+            "latency_1_row_s": 0.1,
+            "tokens_per_s_1_row": 100.0,
+            "tokens_per_s_8_rows": 800.0 / (1 + n / 50),
+        }  # fmt: skip
+        for m, n in grid
+    ]
+    record = {"rows": 8, "new_tokens": 16, "repeats": 3, "input_tokens_mean": 40.0, "settings": settings,
+              "command": "python -m training.study throughput", "measured": "now"}  # fmt: skip
+    (results / "prompt_throughput.json").write_text(json.dumps(record))
+    for n in (5, 20):
+        _write_run(
+            results,
+            f"e2e.it{'' if n == 20 else f'.p{n}'}",
+            _run("e2e", "it", 5.0, 10.0 + n) | {"prompt_length": n},
+        )
+    text = write_report(results).read_text()
+    assert "| input-tuning | 100 | 100 | 100 | 267 | 0.33× |" in text
+    assert "A 100-vector prompt keeps 33% of the throughput" in text and "3.5× longer" in text
+    assert "best test chrF at prompt length 20" in text
+    assert (results / "prompt_length.png").is_file()

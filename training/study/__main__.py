@@ -3,6 +3,7 @@
     python -m training.study all     # runs what is missing (within --budget-min), then the analyses and the report
     python -m training.study runs    # only the training runs (PT / IT / FT per task), 2 workers, nice'd
     python -m training.study analyse # familiarity per task, paired bootstraps, adapter change vs frequency
+    python -m training.study throughput  # part 4: server throughput per prompt length (about 3 min; quiet machine)
     python -m training.study report  # docs/study.md and plots from docs/study/*.json only (seconds)
 
 A finished run leaves docs/study/runs/<task>.<method>.json and is never redone, so an interrupted
@@ -21,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from training.study.runs import METHODS, RunSettings, run_one, run_path
+from training.study.runs import METHODS, RunSettings, RunSpec, add_dev, run_one, run_path, study_plan
 from training.study.tasks import STUDY_TASKS
 
 RESULTS = Path("docs/study")
@@ -57,22 +58,40 @@ def _claim(lock: Path) -> bool:
     return True
 
 
+def _spec(args: argparse.Namespace) -> RunSpec:
+    lr = tuple(json.loads(args.lr).items()) if args.lr else None
+    return RunSpec(args.task, args.method, args.prompt_length_override, lr)
+
+
+def _pending(spec: RunSpec, results: Path) -> str | None:
+    """What a run still needs: "run", "dev" (a finished run without the dev scores its sweep needs),
+    or None."""
+    path = run_path(results, spec.task, spec.method, spec.tag)
+    if not path.is_file():
+        return "run"
+    if spec.needs_dev and "dev" not in json.loads(path.read_text()):
+        return "dev"
+    return None
+
+
 def _one(args: argparse.Namespace) -> int:
-    tag = "" if args.prompt_length_override is None else f".p{args.prompt_length_override}"
-    if run_path(Path(args.results), args.task, args.method, tag).is_file():
-        print(f"{args.task} {args.method}{tag}: already done")
+    spec, results = _spec(args), Path(args.results)
+    need = _pending(spec, results)
+    if need is None:
+        print(f"{spec.name}: already done")
         return 0
-    lock = Path(args.work_dir) / f"{args.task}.{args.method}{tag}.lock"
+    lock = Path(args.work_dir) / f"{spec.name}.lock"
     if not _claim(lock):
-        print(f"{args.task} {args.method}{tag}: another runner has it")
+        print(f"{spec.name}: another runner has it")
         return 0
     try:
-        record = run_one(
-            args.task, args.method, _settings(args), Path(args.results), args.prompt_length_override
-        )
+        record = add_dev(spec, _settings(args), results) if need == "dev" else None
+        if record is None:  # not trained yet, or its adapter is gone: (re)train it
+            record = run_one(spec, _settings(args), results)
     finally:
         lock.unlink(missing_ok=True)
-    print(f"{args.task} {args.method}: BLEU {record['scores']['bleu']:.2f}, train {record['train_s']}s")
+    dev = f", dev chrF {record['dev']['scores']['chrf']:.2f}" if "dev" in record else ""
+    print(f"{spec.name}: BLEU {record['scores']['bleu']:.2f}{dev}, train {record['train_s']}s")
     return 0
 
 
@@ -80,31 +99,29 @@ def _runs(args: argparse.Namespace) -> int:
     """Every missing (task, method) run, ``--workers`` at a time, each a nice'd single-threaded process;
     no new run starts after ``--budget-min`` minutes."""
     results = Path(args.results)
-    todo = [
-        (task, method)
-        for task in (args.tasks or STUDY_TASKS)
-        for method in ("pt", "it", "ft")
-        if not run_path(results, task, method).is_file()
-    ]
+    todo = [spec for spec in study_plan(tuple(args.tasks or STUDY_TASKS)) if _pending(spec, results)]
     started = time.monotonic()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     log_dir = Path(args.work_dir) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
-    def launch(job: tuple[str, str]) -> str:
-        task, method = job
+    def launch(spec: RunSpec) -> str:
         if time.monotonic() - started > 60 * args.budget_min:
-            return f"{task} {method}: skipped (budget of {args.budget_min} min spent)"
-        argv = [sys.executable, "-m", "training.study", "one", "--task", task, "--method", method]
+            return f"{spec.name}: skipped (budget of {args.budget_min} min spent)"
+        argv = [sys.executable, "-m", "training.study", "one", "--task", spec.task, "--method", spec.method]
+        if spec.prompt_length is not None:
+            argv += ["--prompt-length-override", str(spec.prompt_length)]
+        if spec.lr is not None:
+            argv += ["--lr", json.dumps(dict(spec.lr))]
         for f in dataclasses.fields(RunSettings):
             value = getattr(args, f.name)
             if value is not None:
                 argv += ["--" + f.name.replace("_", "-"), str(value)]
         argv += ["--results", str(results)]
         t0 = time.monotonic()
-        with (log_dir / f"{task}.{method}.log").open("w") as log:
+        with (log_dir / f"{spec.name}.log").open("w") as log:
             code = subprocess.call(["nice", "-n", "19", *argv], stdout=log, stderr=subprocess.STDOUT, env=env)
-        return f"{task} {method}: exit {code} after {time.monotonic() - t0:.0f}s"
+        return f"{spec.name}: exit {code} after {time.monotonic() - t0:.0f}s"
 
     with ThreadPoolExecutor(args.workers) as pool:
         for line in pool.map(launch, todo):
@@ -129,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.study", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="stage", required=True)
     stages = {}
-    for name in ("all", "runs", "one", "analyse", "report"):
+    for name in ("all", "runs", "one", "analyse", "throughput", "report"):
         p = sub.add_parser(name)
         p.add_argument("--results", default=str(RESULTS))
         if name != "report":
@@ -138,10 +155,17 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--workers", type=int, default=2)
             p.add_argument("--budget-min", type=float, default=90.0)
             p.add_argument("--tasks", nargs="*", choices=STUDY_TASKS)
+        if name == "throughput":
+            p.add_argument("--rows", type=int, default=32, help="concurrent requests per burst")
+            p.add_argument("--new-tokens", type=int, default=32, help="tokens every request generates")
+            p.add_argument("--repeats", type=int, default=3)
         if name == "one":
             p.add_argument("--task", required=True)
             p.add_argument("--method", required=True, choices=sorted(METHODS))
             p.add_argument("--prompt-length-override", type=int)
+            p.add_argument(
+                "--lr", help='learning rates as JSON, e.g. {"lr_prompt": 0.1} (default: the method\'s)'
+            )
         stages[name] = p
     args = parser.parse_args(argv)
     if args.stage == "one":
@@ -152,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         from training.study.analyse import analyse
 
         analyse(args)
+    if args.stage == "throughput":
+        from training.study.throughput import measure
+
+        measure(args.model, Path(args.results) / "prompt_throughput.json", args.data_dir, args.rows,
+                args.new_tokens, args.repeats)  # fmt: skip
     if args.stage in ("report", "all"):
         from training.study.report import write_report
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from training.study.runs import run_path
+from training.study.runs import select_runs
 from training.study.stats import paired_bootstrap, spearman_interval
 from training.study.tasks import STUDY_TASKS, load_study_task
 
@@ -30,13 +30,15 @@ def _cache_dir() -> Path:
 
 
 def paired_tests(results: Path, data_dir: str | None, test_items: int) -> dict[str, Any]:
-    """PT (baseline) vs IT per task where both runs exist."""
+    """PT (baseline) vs IT per task where both runs exist (the runs part 1 reports: dev-selected on the
+    sweep tasks)."""
     out: dict[str, Any] = {}
+    selected = select_runs(results)["selected"]
     for task in STUDY_TASKS:
-        pt, it = run_path(results, task, "pt"), run_path(results, task, "it")
-        if not (pt.is_file() and it.is_file()):
+        runs = selected.get(task, {})
+        if not ("pt" in runs and "it" in runs):
             continue
-        pt_rec, it_rec = json.loads(pt.read_text()), json.loads(it.read_text())
+        pt_rec, it_rec = runs["pt"], runs["it"]
         data = load_study_task(task, data_dir, test_items)
         refs = [list(item.references) for item in data.test]
         out[task] = paired_bootstrap(pt_rec["hypotheses"], it_rec["hypotheses"], refs)

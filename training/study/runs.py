@@ -1,8 +1,10 @@
 """One study run: train one method on one task with the study's fixed budget, decode the test sample,
 score it with bootstrap intervals, and write ``<results>/runs/<task>.<method>.json``.
 
-Every method gets the same steps, batch size, prompt length and test sample; the learning rates are
-the best of the demo's E2E sweep per method (demo/README.md), not a per-task sweep (no time for one).
+Every method gets the same steps, batch size, prompt length and test sample. Learning rates: each
+method's default is the best of the demo's E2E sweep (demo/README.md); on the ``SWEEP_TASKS`` every
+method also runs the ``SWEEP`` settings, and the setting with the best dev chrF is the one reported
+(``select_runs``). Part 4 runs input- and prompt-tuning on ``PROMPT_TASK`` at ``PROMPT_LENGTHS``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,63 @@ LEARNING_RATES = {  # the best of demo/README.md's E2E sweep per method
     "it": {"lr_prompt": 0.03, "lr_adapter": 3e-3},
     "ft": {"lr": 5e-4},
 }
+SWEEP_TASKS = ("e2e", "fr-en")  # one unfamiliar and one familiar task
+SWEEP = {  # the other settings each method tries there (the default is the third)
+    "pt": [{"lr_prompt": 0.1}, {"lr_prompt": 1.0}],
+    "it": [{"lr_prompt": 0.3, "lr_adapter": 3e-3}, {"lr_prompt": 0.03, "lr_adapter": 1e-2}],
+    "ft": [{"lr": 1.5e-3}],
+}
+DEV_ITEMS = 150  # dev sources decoded to select a sweep setting
+SELECT_METRIC = "chrf"  # chrF: less noisy than BLEU at the low scores of this base
+PROMPT_TASK = "e2e"
+PROMPT_LENGTHS = {"it": (0, 5, 100), "pt": (5, 100)}  # besides the default 20
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the study: a method on a task, with the default prompt length and learning rates
+    unless given."""
+
+    task: str
+    method: str
+    prompt_length: int | None = None
+    lr: tuple[tuple[str, float], ...] | None = None
+
+    @property
+    def learning_rates(self) -> dict[str, float]:
+        return dict(self.lr) if self.lr is not None else dict(LEARNING_RATES[self.method])
+
+    @property
+    def tag(self) -> str:
+        """ "" for the default run; ``.p5`` for a prompt length; ``.lr-prompt0.1`` for a sweep setting."""
+        tag = "" if self.prompt_length is None else f".p{self.prompt_length}"
+        if self.lr is not None:
+            tag += ".lr" + "".join(f"-{k.removeprefix('lr_') or 'lr'}{v:g}" for k, v in self.lr)
+        return tag
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}.{self.method}{self.tag}"
+
+    @property
+    def needs_dev(self) -> bool:
+        return self.task in SWEEP_TASKS and self.prompt_length is None
+
+
+def study_plan(tasks: tuple[str, ...]) -> list[RunSpec]:
+    """Every run of the study, in the order they are worth having: part 1's default runs, part 4's
+    prompt lengths, then the learning-rate sweep."""
+    plan = [RunSpec(t, m) for t in tasks for m in METHODS]
+    if PROMPT_TASK in tasks:
+        plan += [RunSpec(PROMPT_TASK, m, plen) for m, lens in PROMPT_LENGTHS.items() for plen in lens]
+    plan += [
+        RunSpec(t, m, None, tuple(lr.items()))
+        for t in SWEEP_TASKS
+        if t in tasks
+        for m in SWEEP
+        for lr in SWEEP[m]
+    ]
+    return plan
 
 
 @dataclass
@@ -54,17 +114,56 @@ def run_path(results: Path, task: str, method: str, tag: str = "") -> Path:
     return results / "runs" / f"{task}.{method}{tag}.json"
 
 
-def run_one(
-    task: str, method: str, settings: RunSettings, results: Path, prompt_length: int | None = None
-) -> dict[str, Any]:
-    """Train, decode and score one (task, method); writes and returns the run's JSON record."""
+def _write(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _load_trained(settings: RunSettings, spec: RunSpec, out: Path) -> tuple[AdaptedModel, int]:
+    if spec.method == "ft":
+        return AdaptedModel.load(str(out), device="cpu", dtype="float32", num_slots=1), 0
+    model = AdaptedModel.load(settings.model, device="cpu", dtype="float32", num_slots=1)
+    model.load_adapter_file(1, out)
+    return model, 1
+
+
+def _dev_scores(model: AdaptedModel, slot: int, spec: RunSpec, settings: RunSettings) -> dict[str, Any]:
+    dev = load_study_task(spec.task, settings.data_dir, DEV_ITEMS, split="dev")
+    params = GenerationParams(max_new_tokens=settings.max_new_tokens)
+    scored = evaluate(model, slot, dev.test, params, settings.eval_batch_size, num_examples=0)
+    return {"items": len(dev.test), "scores": scored["scores"]}
+
+
+def trained_path(settings: RunSettings, spec: RunSpec) -> Path:
+    return Path(settings.work_dir) / (spec.name + ("" if spec.method == "ft" else ".safetensors"))
+
+
+def add_dev(spec: RunSpec, settings: RunSettings, results: Path) -> dict[str, Any] | None:
+    """Dev scores for a finished run that lacks them (runs made before the sweep), from its trained
+    adapter or model in ``work_dir``; None when that is gone (the run must then be redone)."""
+    path = run_path(results, spec.task, spec.method, spec.tag)
+    out = trained_path(settings, spec)
+    if not out.exists():
+        return None
     torch.set_num_threads(1)
-    plen = settings.prompt_length if prompt_length is None else prompt_length
-    tag = "" if prompt_length is None else f".p{plen}"
+    record = json.loads(path.read_text())
+    model, slot = _load_trained(settings, spec, out)
+    record["dev"] = _dev_scores(model, slot, spec, settings)
+    _write(path, record)
+    return record
+
+
+def run_one(spec: RunSpec, settings: RunSettings, results: Path) -> dict[str, Any]:
+    """Train, decode and score one run; writes and returns its JSON record."""
+    torch.set_num_threads(1)
+    task, method = spec.task, spec.method
+    plen = settings.prompt_length if spec.prompt_length is None else spec.prompt_length
     data = load_study_task(task, settings.data_dir, settings.test_items)
     work = Path(settings.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    out = work / (f"{task}.{method}{tag}" + ("" if method == "ft" else ".safetensors"))
+    out = trained_path(settings, spec)
     config = AdapterTrainConfig(
         model=settings.model,
         out=str(out),
@@ -78,7 +177,7 @@ def run_one(
         log_every=50,
         max_source_tokens=128,
         max_target_tokens=96,
-        **LEARNING_RATES[method],
+        **spec.learning_rates,
     )
     accelerator = make_accelerator("cpu")
     base = load_base(settings.model, device="cpu", dtype="float32")
@@ -90,13 +189,7 @@ def run_one(
     del trainer, base
 
     started = time.perf_counter()
-    if method == "ft":
-        model = AdaptedModel.load(str(out), device="cpu", dtype="float32", num_slots=1)
-        slot = 0
-    else:
-        model = AdaptedModel.load(settings.model, device="cpu", dtype="float32", num_slots=1)
-        model.load_adapter_file(1, out)
-        slot = 1
+    model, slot = _load_trained(settings, spec, out)
     params = GenerationParams(max_new_tokens=settings.max_new_tokens)
     scored = evaluate(model, slot, data.test, params, settings.eval_batch_size, num_examples=3)
     references = [list(item.references) for item in data.test]
@@ -106,7 +199,8 @@ def run_one(
         "method": method,
         "prompt_length": plen,
         "settings": dataclasses.asdict(settings),
-        "learning_rates": LEARNING_RATES[method],
+        "learning_rates": spec.learning_rates,
+        "lr_default": spec.lr is None,
         "trainable_parameters": trainable_params,
         "train_examples": len(data.train),
         "steps": result.steps,
@@ -121,9 +215,38 @@ def run_one(
         "examples": scored["examples"],
         "hypotheses": scored["hypotheses"],
     }
-    path = run_path(results, task, method, tag)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    if spec.needs_dev:
+        record["dev"] = _dev_scores(model, slot, spec, settings)
+    _write(run_path(results, task, method, spec.tag), record)
     return record
+
+
+def select_runs(results: Path) -> dict[str, Any]:
+    """Every finished run, read back: ``selected[task][method]`` is the run part 1 reports (the best dev
+    score among a sweep task's settings, else the default run), ``sweep[task][method]`` every setting
+    tried on a sweep task, ``prompt[method][length]`` part 4's runs (the default length included)."""
+    records = [
+        json.loads(p.read_text()) | {"name": p.stem} for p in sorted((results / "runs").glob("*.json"))
+    ]
+    selected: dict[str, dict[str, Any]] = {}
+    sweep: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    prompt: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in records:
+        default_length = re.search(r"\.p\d+(\.|$)", r["name"]) is None
+        if r["task"] == PROMPT_TASK and r["method"] in PROMPT_LENGTHS and r.get("lr_default", True):
+            prompt.setdefault(r["method"], {})[r["prompt_length"]] = r
+        if not default_length:
+            continue
+        if r["task"] in SWEEP_TASKS:
+            sweep.setdefault(r["task"], {}).setdefault(r["method"], []).append(r)
+        elif r.get("lr_default", True):
+            selected.setdefault(r["task"], {})[r["method"]] = r
+    for task, methods in sweep.items():
+        for method, tried in methods.items():
+            with_dev = [r for r in tried if "dev" in r]
+            if with_dev:
+                best = max(with_dev, key=lambda r: r["dev"]["scores"][SELECT_METRIC])
+            else:  # no dev scores yet: the default setting
+                best = next((r for r in tried if r.get("lr_default", True)), tried[0])
+            selected.setdefault(task, {})[method] = best | {"selected_from": len(with_dev)}
+    return {"selected": selected, "sweep": sweep, "prompt": prompt}
