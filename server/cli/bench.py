@@ -17,7 +17,14 @@ BENCHMARKS = {  # name -> (module, help)
         "server.perf.bench.overload",
         "past capacity: 2x/4x load, shedding, recovery, abandoned requests",
     ),
-    "engines": ("server.perf.bench.engines", "decode speed: HF, static, continuous and CTranslate2 on one base"),
+    "engines": (
+        "server.perf.bench.engines",
+        "decode speed: HF, static, continuous and CTranslate2 on one base",
+    ),
+    "prompt-lengths": (
+        "server.perf.bench.prompts",
+        "serving throughput per adapter kind and prompt length (the study's part 4)",
+    ),
     "soak": ("server.perf.bench.soak", "steady load while an adapter is uploaded, replaced, deleted"),
     "train": ("training.bench", "training throughput (tokens/s) of each method on a random base"),
     "pretrain": ("training.pretrain.bench", "the pretraining recipe's parts: tokenizer, data, steps"),

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from training.study.report import write_report
+from training.study.runs import LEARNING_RATES
 from training.study.stats import bootstrap_scores, ranks, spearman, spearman_interval
 from training.study.tasks import e2e_opaque, e2e_plain, e2e_slots
 
@@ -70,6 +71,7 @@ def _run(task, method, bleu, chrf):
             "max_new_tokens": 8,
             "test_items": 3,
         },
+        "learning_rates": dict(LEARNING_RATES[method]),
         "trainable_parameters": 100,
         "train_s": 1.0,
         "eval_s": 1.0,
@@ -116,7 +118,7 @@ def test_run_specs_name_their_settings_and_the_plan_orders_them():
     from training.study.runs import PROMPT_LENGTHS, SWEEP, SWEEP_TASKS, RunSpec, study_plan
 
     assert RunSpec("e2e", "pt").name == "e2e.pt" and RunSpec("e2e", "pt").needs_dev
-    assert RunSpec("dart", "it").needs_dev is False
+    assert RunSpec("dart", "it").needs_dev  # every task's default run is part of its sweep
     assert RunSpec("e2e", "it", 5).name == "e2e.it.p5" and not RunSpec("e2e", "it", 5).needs_dev
     swept = RunSpec("fr-en", "it", None, (("lr_prompt", 0.3), ("lr_adapter", 0.003)))
     assert swept.name == "fr-en.it.lr-prompt0.3-adapter0.003"
@@ -125,9 +127,9 @@ def test_run_specs_name_their_settings_and_the_plan_orders_them():
     names = [s.name for s in plan]
     assert len(names) == len(set(names))
     assert names[:9] == [f"{t}.{m}" for t in ("e2e", "fr-en", "dart") for m in ("pt", "it", "ft")]
-    assert len(plan) == 9 + sum(map(len, PROMPT_LENGTHS.values())) + len(SWEEP_TASKS) * sum(
-        map(len, SWEEP.values())
-    )
+    swept = len([t for t in SWEEP_TASKS if t in ("e2e", "fr-en", "dart")])
+    assert len(plan) == 9 + sum(map(len, PROMPT_LENGTHS.values())) + swept * sum(map(len, SWEEP.values()))
+    assert [s.task for s in plan if s.lr][:5] == ["e2e"] * 5  # sweeps in SWEEP_TASKS order
     assert "e2e.it.p0" in names and "dart.pt.p5" not in names
 
 
@@ -175,11 +177,11 @@ def test_selection_takes_the_best_dev_score_and_keeps_part_4_apart(tmp_path):
 
 
 def test_report_renders_the_serving_cost_of_prompt_lengths(tmp_path):
-    from training.study.throughput import adapter_grid
+    from server.perf.bench.prompts import adapter_grid
 
     results = tmp_path / "study"
     (results / "runs").mkdir(parents=True)
-    grid = adapter_grid()
+    grid = adapter_grid([0, 5, 20, 100])
     assert ("it", 0) in grid and ("pt", 20) in grid and ("pt", 0) not in grid
     settings = [
         {

@@ -3,7 +3,7 @@
     python -m training.study all     # runs what is missing (within --budget-min), then the analyses and the report
     python -m training.study runs    # only the training runs (PT / IT / FT per task), 2 workers, nice'd
     python -m training.study analyse # familiarity per task, paired bootstraps, adapter change vs frequency
-    python -m training.study throughput  # part 4: server throughput per prompt length (about 3 min; quiet machine)
+    python -m training.study throughput  # part 4's serving cost: `inputtune bench prompt-lengths` (3 min)
     python -m training.study report  # docs/study.md and plots from docs/study/*.json only (seconds)
 
 A finished run leaves docs/study/runs/<task>.<method>.json and is never redone, so an interrupted
@@ -142,6 +142,17 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _throughput(args: argparse.Namespace) -> None:
+    """Part 4's serving figures, by the benchmark command a user would run (training/ never imports the
+    server; it runs the CLI, as a user does)."""
+    out = Path(args.results) / "prompt_throughput.json"
+    argv = [sys.executable, "-m", "server.cli", "bench", "prompt-lengths", "--model", args.model, "--json", str(out),
+            "--rows", str(args.rows), "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats)]  # fmt: skip
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    subprocess.run(argv, check=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.study", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="stage", required=True)
@@ -155,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--workers", type=int, default=2)
             p.add_argument("--budget-min", type=float, default=90.0)
             p.add_argument("--tasks", nargs="*", choices=STUDY_TASKS)
-        if name == "throughput":
+        if name in ("throughput", "all"):
             p.add_argument("--rows", type=int, default=32, help="concurrent requests per burst")
             p.add_argument("--new-tokens", type=int, default=32, help="tokens every request generates")
             p.add_argument("--repeats", type=int, default=3)
@@ -176,11 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         from training.study.analyse import analyse
 
         analyse(args)
-    if args.stage == "throughput":
-        from training.study.throughput import measure
-
-        measure(args.model, Path(args.results) / "prompt_throughput.json", args.data_dir, args.rows,
-                args.new_tokens, args.repeats)  # fmt: skip
+    if args.stage in ("throughput", "all"):
+        _throughput(args)
     if args.stage in ("report", "all"):
         from training.study.report import write_report
 

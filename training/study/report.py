@@ -56,14 +56,6 @@ def _lr_text(rates: dict[str, float]) -> str:
     return ", ".join(f"{names.get(k, k)} {v:g}" for k, v in rates.items())
 
 
-def _default_run(data: dict[str, Any], task: str, method: str) -> dict[str, Any] | None:
-    """The run with the method's default learning rates (part 1 may report a dev-selected one)."""
-    for rec in data["sweep"].get(task, {}).get(method, []):
-        if rec.get("lr_default", True):
-            return rec
-    return data["runs"].get(task, {}).get(method)
-
-
 def _fmt(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -280,18 +272,26 @@ def write_report(results: Path, out: Path | None = None) -> Path:
     sweep = data["sweep"]
     w("- Learning rates: each method's default is the best of the demo's E2E sweep (demo/README.md: "
       + "; ".join(f"{m.upper()} {_lr_text(r)}" for m, r in LEARNING_RATES.items()) + ").")  # fmt: skip
+    settings_per_method = {m: 1 + len(SWEEP[m]) for m in SWEEP}
+    swept = [
+        t
+        for t in SWEEP_TASKS
+        if all(
+            sum("dev" in r for r in sweep.get(t, {}).get(m, [])) == n for m, n in settings_per_method.items()
+        )
+    ]
     w(
-        f"  On {' and '.join(SWEEP_TASKS)} (one unfamiliar task, one in the base's pretraining) each method also"
-    )
-    w(
-        "  tries "
+        "  Each method also tries "
         + "; ".join(f"{m.upper()} " + " and ".join(_lr_text(r) for r in SWEEP[m]) for m in SWEEP)
-        + ","
+        + ";"
     )
-    w(
-        f"  and part 1 reports the setting with the best dev chrF ({DEV_ITEMS} dev sources; test is never used to"
-    )
-    w("  choose). The other tasks use the defaults: a sweep on all ten did not fit the budget.")
+    w(f"  part 1 reports the setting with the best dev chrF ({DEV_ITEMS} dev sources; test is never used to")
+    w(f"  choose). Sweep finished on {len(swept)} of {len(SWEEP_TASKS)} tasks: {', '.join(swept) or 'none'}.")
+    unswept = [t for t in STUDY_TASKS if t not in swept and t in runs]
+    if unswept:
+        w(
+            f"  Not finished (the best dev score among the settings run so far, else the default): {', '.join(unswept)}."
+        )
     picks = [
         (t, m, r) for t in SWEEP_TASKS for m, r in runs.get(t, {}).items() if r.get("selected_from", 0) > 1
     ]
@@ -305,7 +305,6 @@ def write_report(results: Path, out: Path | None = None) -> Path:
         w(f"  Dev selection kept the default for {', '.join(kept) or 'none'}; it chose another setting for")
         w(f"  {', '.join(changed) or 'none'} (the sweep table under part 1).")
     all_runs = [r for t in sweep for m in sweep[t] for r in sweep[t][m]]
-    all_runs += [r for t, ms in runs.items() if t not in SWEEP_TASKS for r in ms.values()]
     all_runs += [
         r for m in data["prompt"] for n, r in data["prompt"][m].items() if n != settings.get("prompt_length")
     ]

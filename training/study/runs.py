@@ -2,8 +2,8 @@
 score it with bootstrap intervals, and write ``<results>/runs/<task>.<method>.json``.
 
 Every method gets the same steps, batch size, prompt length and test sample. Learning rates: each
-method's default is the best of the demo's E2E sweep (demo/README.md); on the ``SWEEP_TASKS`` every
-method also runs the ``SWEEP`` settings, and the setting with the best dev chrF is the one reported
+method's default is the best of the demo's E2E sweep (demo/README.md); on every task (``SWEEP_TASKS``)
+each method also runs the ``SWEEP`` settings, and the setting with the best dev chrF is the one reported
 (``select_runs``). Part 4 runs input- and prompt-tuning on ``PROMPT_TASK`` at ``PROMPT_LENGTHS``.
 """
 
@@ -35,7 +35,18 @@ LEARNING_RATES = {  # the best of demo/README.md's E2E sweep per method
     "it": {"lr_prompt": 0.03, "lr_adapter": 3e-3},
     "ft": {"lr": 5e-4},
 }
-SWEEP_TASKS = ("e2e", "fr-en")  # one unfamiliar and one familiar task
+SWEEP_TASKS = (  # every task, in the order their sweeps run: an unfamiliar and a familiar one first
+    "e2e",
+    "fr-en",
+    "de-en",
+    "webnlg",
+    "e2e-opaque",
+    "e2e-plain",
+    "dart",
+    "overnight",
+    "ro-en",
+    "cs-en",
+)
 SWEEP = {  # the other settings each method tries there (the default is the third)
     "pt": [{"lr_prompt": 0.1}, {"lr_prompt": 1.0}],
     "it": [{"lr_prompt": 0.3, "lr_adapter": 3e-3}, {"lr_prompt": 0.03, "lr_adapter": 1e-2}],

@@ -89,3 +89,25 @@ def test_the_report_section_says_which_targets_are_met(tmp_path):
     assert "| over HTTP within 10% of in-process at 1 row | 0.93× | yes |" in text
     assert "| over HTTP within 10% of in-process at 32 rows | 0.56× | **no** |" in text
     assert engines_section(tmp_path / "none") == []  # no measurement, no section
+
+
+def test_prompt_lengths_bench_serves_every_setting_and_times_it(model_dir, tmp_path):
+    """`inputtune bench prompt-lengths` on the tiny base: a live server, one adapter per (kind, length),
+    every request generating exactly the asked tokens (a request that stopped early would be a 200
+    with fewer tokens, so the server's own token count is checked too)."""
+    from server.perf.bench import prompts
+    from training.data import load_task
+    from training.errors import DataNotFoundError
+
+    try:
+        load_task("e2e", "test", None, limit=2)
+    except DataNotFoundError as e:
+        pytest.skip(f"real data not present ({e})")
+    record = prompts.measure(str(model_dir / "base"), [0, 3], rows=2, new_tokens=3, repeats=1,
+                             log=tmp_path / "server.log")  # fmt: skip
+    grid = [(x["method"], x["prompt_length"]) for x in record["settings"]]
+    assert grid == [("it", 0), ("it", 3), ("pt", 3)]
+    for x in record["settings"]:
+        assert x["tokens_per_s_2_rows"] > 0 and x["latency_1_row_s"] > 0
+        assert len(x["seconds"]["1"]) == len(x["seconds"]["2"]) == 1
+    assert record["command"].startswith("inputtune bench prompt-lengths --lengths 0,3")

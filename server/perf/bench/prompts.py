@@ -1,4 +1,5 @@
-"""Part 4's serving cost: generation throughput of ``inputtune serve`` per adapter kind and prompt length.
+"""`inputtune bench prompt-lengths`: generation throughput of ``inputtune serve`` per adapter kind and
+prompt length (the study's part 4, docs/study.md).
 
 The soft prompt is most of what an adapter costs at serving time: every prompt vector is one more
 encoder position for the row and one more key for every decoder step's cross-attention. This starts
@@ -12,9 +13,11 @@ repeat; the median over repeats is reported, with 1 row (latency) and ``rows`` r
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,20 +26,32 @@ from typing import Any
 import httpx
 
 from adapters import AdapterConfig, load_base, random_adapter, to_bytes
-from server.perf.bench.report import INPUTTUNE, Server
-from training.study.runs import PROMPT_LENGTHS
-from training.study.tasks import load_study_task
+
+from ..errors import LoadTestError
+from .engines import e2e_sources
+from .report import INPUTTUNE, Server
 
 KINDS = {"it": "input-tuning", "pt": "prompt-tuning"}
 
 
-def adapter_grid() -> list[tuple[str, int]]:
-    """(method, prompt length) for every part-4 setting, the default length 20 included."""
-    return sorted({(m, n) for m, lens in PROMPT_LENGTHS.items() for n in (*lens, 20)})
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="base folder (default: the embedded demo base)")
+    parser.add_argument("--data-dir", help="data folder with e2e/ (default: ../shared/data)")
+    parser.add_argument("--lengths", default="0,5,20,100", help="prompt lengths (prompt-tuning skips 0)")
+    parser.add_argument("--rows", type=int, default=32, help="concurrent requests per burst")
+    parser.add_argument("--new-tokens", type=int, default=32, help="tokens every request generates")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", metavar="PATH", help="write the figures here as JSON")
+
+
+def adapter_grid(lengths: list[int]) -> list[tuple[str, int]]:
+    """(method, prompt length) for every setting: input-tuning at every length, prompt-tuning at every
+    length but 0 (a prompt-tuning adapter with no prompt is the base itself)."""
+    return sorted({(m, n) for m in KINDS for n in lengths if n > 0 or m == "it"})
 
 
 async def _burst(url: str, name: str, sources: list[str], new_tokens: int) -> tuple[float, int]:
-    body = {"parameters": {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens}}
+    body = {"parameters": {"max_new_tokens": new_tokens, "min_new_tokens": new_tokens, "details": True}}
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
         started = time.perf_counter()
         responses = await asyncio.gather(
@@ -45,22 +60,26 @@ async def _burst(url: str, name: str, sources: list[str], new_tokens: int) -> tu
         seconds = time.perf_counter() - started
     for r in responses:
         if r.status_code != 200:
-            raise RuntimeError(f"adapter {name}: HTTP {r.status_code}: {r.text[:200]}")
+            raise LoadTestError(f"adapter {name}: HTTP {r.status_code}: {r.text[:200]}")
+        generated = r.json()["details"]["generated_tokens"]
+        if generated != new_tokens:  # the figures assume every request does the same work
+            raise LoadTestError(f"adapter {name}: a request generated {generated} tokens, not {new_tokens}")
     return seconds, new_tokens * len(sources)
 
 
 def measure(
     model: str,
-    out: Path,
+    lengths: list[int],
     data_dir: str | None = None,
     rows: int = 32,
     new_tokens: int = 32,
     repeats: int = 3,
+    log: Path | None = None,
 ) -> dict[str, Any]:
-    """Measure every setting of ``adapter_grid`` and write ``out`` (JSON)."""
+    """Measure every setting of ``adapter_grid(lengths)``; the server's log goes to ``log``."""
     base = load_base(model, device="cpu")
-    sources = [item.source for item in load_study_task("e2e", data_dir, rows).test]
-    grid = adapter_grid()
+    sources = e2e_sources(data_dir, rows)
+    grid = adapter_grid(lengths)
     names = {key: f"{key[0]}-p{key[1]}" for key in grid}
     times: dict[tuple[str, int], dict[int, list[float]]] = {key: {1: [], rows: []} for key in grid}
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,7 +89,7 @@ def measure(
                 KINDS[method], base.d_model, length, base_model=base.name, base_fingerprint=base.fingerprint
             )
             (folder / f"{name}.safetensors").write_bytes(to_bytes(random_adapter(config, seed=length)))
-        log = out.with_suffix(".server.log")
+        log = log or folder / "server.log"
         with Server(INPUTTUNE, Path(model), folder, len(grid), rows, log) as server:
             for name in names.values():  # warm: first loads and allocations stay out of the figures
                 asyncio.run(_burst(server.url, name, sources[:4], 4))
@@ -82,8 +101,7 @@ def measure(
                             _burst(server.url, names[key], sources[:count], new_tokens)
                         )
                         times[key][count].append(seconds)
-                print(f"prompt-length throughput: repeat {repeat + 1}/{repeats} done", flush=True)
-        log.unlink(missing_ok=True)
+                print(f"prompt lengths: repeat {repeat + 1}/{repeats} done", flush=True, file=sys.stderr)
     settings = []
     for method, length in grid:
         one, many = (
@@ -107,8 +125,36 @@ def measure(
         "repeats": repeats,
         "input_tokens_mean": round(statistics.mean(len(base.tokenizer(s)["input_ids"]) for s in sources), 1),
         "settings": settings,
-        "command": f"python -m training.study throughput --rows {rows} --new-tokens {new_tokens} --repeats {repeats}",
+        "command": "inputtune bench prompt-lengths "
+        f"--lengths {','.join(map(str, lengths))} --rows {rows} --new-tokens {new_tokens} --repeats {repeats}",
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out.write_text(json.dumps(record, indent=1) + "\n")
     return record
+
+
+def run(args: argparse.Namespace) -> int:
+    from server.demo import DEMO_DIR
+
+    try:
+        lengths = sorted({int(x) for x in args.lengths.split(",") if x.strip()})
+    except ValueError:
+        raise LoadTestError(
+            f"--lengths takes whole numbers separated by commas, got {args.lengths!r}"
+        ) from None
+    if not lengths or min(lengths) < 0:
+        raise LoadTestError(f"--lengths needs prompt lengths >= 0, got {args.lengths!r}")
+    if args.rows < 1 or args.new_tokens < 1 or args.repeats < 1:
+        raise LoadTestError("--rows, --new-tokens and --repeats must be at least 1")
+    model = args.model or str(DEMO_DIR / "base")
+    record = measure(model, lengths, args.data_dir, args.rows, args.new_tokens, args.repeats)
+    rows_key = f"tokens_per_s_{args.rows}_rows"
+    print(f"{'method':<14} {'prompt':>6} {'1 row ms':>9} {'tok/s 1':>8} {f'tok/s {args.rows}':>9}")
+    for x in record["settings"]:
+        print(
+            f"{KINDS[x['method']]:<14} {x['prompt_length']:>6} {1000 * x['latency_1_row_s']:>9.0f} "
+            f"{x['tokens_per_s_1_row']:>8.0f} {x[rows_key]:>9.0f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
