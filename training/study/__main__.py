@@ -119,7 +119,7 @@ def _runs(args: argparse.Namespace) -> int:
                 argv += ["--" + f.name.replace("_", "-"), str(value)]
         argv += ["--results", str(results)]
         t0 = time.monotonic()
-        with (log_dir / f"{spec.name}.log").open("w") as log:
+        with (log_dir / f"{spec.name}.log").open("a") as log:  # "a": a second runner may find it taken
             code = subprocess.call(["nice", "-n", "19", *argv], stdout=log, stderr=subprocess.STDOUT, env=env)
         return f"{spec.name}: exit {code} after {time.monotonic() - t0:.0f}s"
 
