@@ -216,7 +216,7 @@ def _pretrain(opts: PretrainOptions, out: Path) -> int:
         torch.cuda.empty_cache()
     recipe: dict[str, Any] = {
         "preset": preset.to_dict(),
-        "argv": sys.argv,
+        "argv": ["inputtune", *sys.argv[1:]],  # not this machine's path to the program
         "tokenizer": tokenizer_facts,
         "sources": _recipe_sources(corpus, preset, data_dir),
         "mixture": {
@@ -288,7 +288,9 @@ def _tokenizer(
 def _recipe_sources(corpus: Corpus, preset: PretrainPreset, data_dir: Path) -> dict[str, Any]:
     f = corpus.facts
     return {
-        "data_dir": str(data_dir),
+        # the files below are relative to the data folder (--data-dir, default ../shared/data); its
+        # absolute path on the machine that trained the base is left out of a file that is shipped
+        "data_dir": "relative to --data-dir",
         "books": {
             "files": "pretrain_en/books/*.txt",
             "train_books": f["books_train"],

@@ -155,6 +155,9 @@ def test_tiny_run_records_the_recipe(tiny_run: Path) -> None:
     assert recipe["gate"]["passed"] is True and recipe["scores"]["fr_en_test_count"] == 8
     assert recipe["fingerprint"].startswith("sha256:")
     assert recipe["tokenizer"]["trained"] is True
+    # a recipe ships with the base: it names no path of the machine that trained it
+    assert recipe["argv"][0] == "inputtune" and str(tiny_run.parent) not in json.dumps(recipe["argv"][:1])
+    assert sources["data_dir"] == "relative to --data-dir"
     events = [
         json.loads(line)["event"] for line in (tiny_run / "pretrain_log.jsonl").read_text().splitlines()
     ]
