@@ -47,7 +47,7 @@ def paired_tests(results: Path, data_dir: str | None, test_items: int) -> dict[s
 
 
 def activation_vs_frequency(
-    model: str, adapter_dir: Path, results: Path, data_dir: str | None
+    model: str, adapter_dir: Path, results: Path, data_dir: str | None, work_dir: str = "runs/study"
 ) -> dict[str, Any]:
     """Part 3: for each demo input-tuning adapter, every distinct (non-special) token of its task's test
     inputs: the adapter's relative change, the token's corpus frequency (per million corpus tokens,
@@ -69,12 +69,9 @@ def activation_vs_frequency(
     total_uni = unigram.sum()
     total_bi = sum(c.total for c in counts.values())
     special = set(tok.all_special_ids)
-    out: dict[str, Any] = {"tasks": {}}
     embedding = base.model.get_input_embeddings().weight.detach()
-    for task, name in DEMO_ADAPTERS.items():
-        path = adapter_dir / f"{name}.safetensors"
-        if not path.is_file():
-            continue
+
+    def one(task: str, path: Path, points: bool = True) -> dict[str, Any]:
         weights = load_adapter(path, base.fingerprint, base.d_model)
         sources = [item.source for item in load_study_task(task, data_dir, ACTIVATION_INPUTS).test]
         rows = list(tokenize(tok, sources))
@@ -94,7 +91,7 @@ def activation_vs_frequency(
         uni = PER * unigram[types] / total_uni
         bi = np.array([np.mean(bigram_freq.get(t, [0.0])) for t in types])
         occurrences = np.array([sum(r.count(t) for r in rows) for t in types])
-        out["tasks"][task] = {
+        record = {
             "adapter": str(path),
             "inputs": len(sources),
             "token_types": len(types),
@@ -110,6 +107,19 @@ def activation_vs_frequency(
                 "occurrences": occurrences.tolist(),
             },
         }
+        if not points:
+            del record["points"]
+        return record
+
+    out: dict[str, Any] = {"tasks": {}, "study": {}}
+    for task, name in DEMO_ADAPTERS.items():
+        path = adapter_dir / f"{name}.safetensors"
+        if path.is_file():
+            out["tasks"][task] = one(task, path)
+    for task in STUDY_TASKS:  # the study's own part-1 input-tuning adapters, where this machine has them
+        path = Path(work_dir) / f"{task}.it.safetensors"
+        if path.is_file():
+            out["study"][task] = one(task, path, points=False)
     (results / "activation.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     return out
 
@@ -121,5 +131,7 @@ def analyse(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     familiarity_table(args.model, results, _cache_dir(), args.data_dir)
     paired_tests(results, args.data_dir, args.test_items)
-    activation_vs_frequency(args.model, Path(args.model).parent / "adapters", results, args.data_dir)
+    activation_vs_frequency(
+        args.model, Path(args.model).parent / "adapters", results, args.data_dir, args.work_dir
+    )
     print(f"analyse: {time.perf_counter() - started:.0f}s")

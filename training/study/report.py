@@ -571,6 +571,28 @@ def write_report(results: Path, out: Path | None = None) -> Path:
         )
         w("for any input.")
         w("")
+        study_act = (data["activation"] or {}).get("study", {})
+        if study_act:
+            w("The same for the study's own input-tuning adapters (part 1's runs with the default learning")
+            w("rates: 300 steps, prompt length 20), one per task:")
+            w("")
+            w(
+                "| task | familiarity | token types | median change | rho vs token frequency | rho vs bigram frequency |"
+            )
+            w("|---|---:|---:|---:|---|---|")
+            for task, rec in study_act.items():
+                w(
+                    f"| {task} | {_fmt(fam.get(task, {}).get('familiarity'))} | {rec['token_types']} "
+                    f"| {rec['change_median']:.2f} | {_rho(rec['change_vs_token_frequency'])} "
+                    f"| {_rho(rec['change_vs_bigram_frequency'])} |"
+                )
+            w("")
+            s_neg = [t for t, r in study_act.items() if r["change_vs_token_frequency"]["high"] < 0]
+            s_pos = [t for t, r in study_act.items() if r["change_vs_token_frequency"]["low"] > 0]
+            w(f"Rarer tokens changed more: {', '.join(s_neg) or 'none'}; more frequent tokens changed more:")
+            w(f"{', '.join(s_pos) or 'none'}; no clear direction: "
+              f"{', '.join(t for t in study_act if t not in s_neg + s_pos) or 'none'}.")  # fmt: skip
+            w("")
     else:
         w("Not computed yet (`python -m training.study analyse`).")
         w("")
