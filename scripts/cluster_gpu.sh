@@ -23,7 +23,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZER
 IT="python3 -m server.cli"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
-step() { echo "== $(date +%T) $*"; }
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 scaled() { python3 -c "import sys; print(','.join(str(float(r) * int(sys.argv[2])) for r in sys.argv[1].split(',')))" "$1" "$2"; }
 
 step "devices: $REPLICAS replica(s)"
@@ -37,13 +38,6 @@ save_base(build_random_base("t5", sys.argv[2], seed=0, dtype=torch.bfloat16), sy
 PY
 $IT adapters synth --base "$WORK/base" --count $ADAPTERS --out "$WORK/adapters" > /dev/null || exit 1
 
-wait_ready() {
-  for _ in $(seq 1200); do
-    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$1/ready')" 2>/dev/null && return 0
-    sleep 0.5
-  done
-  return 1
-}
 
 # load_sweep NAME PORT RATES SERVER-COMMAND...: start the server, sweep the rates, stop it (SIGTERM).
 load_sweep() {
@@ -52,7 +46,7 @@ load_sweep() {
   "$@" --model "$WORK/base" --adapter-dir "$WORK/adapters" --device $DEVICE --dtype $DTYPE --port "$port" \
     --device-slots $SLOTS --host-slots $ADAPTERS --max-batch-size 64 --max-queue 4096 --log-level warning &
   local pid=$!
-  if wait_ready "$port"; then
+  if wait_ready "$port" 1200; then
     $IT loadtest --url "http://127.0.0.1:$port" --sweep --rates "$rates" --duration $DURATION --adapters all \
       --zipf 1.0 --max-new-tokens $TOKENS --min-new-tokens $TOKENS --no-progress --verify 20 --json \
       --plot-dir "$OUT/plots-$name" \

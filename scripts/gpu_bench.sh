@@ -20,7 +20,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TOKENIZER
 IT="python3 -m server.cli"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$WORK"' EXIT
-step() { echo "== $(date +%T) $*"; }
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 step "device"
 python3 -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')"
@@ -47,13 +48,6 @@ $IT bench engines --model "$WORK/base" --device $DEVICE --dtype $DTYPE --rows "$
 
 $IT adapters synth --base "$WORK/base" --count $SLOTS --out "$WORK/adapters" > /dev/null || exit 1
 
-wait_ready() {
-  for _ in $(seq 600); do
-    python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$1/ready')" 2>/dev/null && return 0
-    sleep 0.5
-  done
-  return 1
-}
 
 # load_sweep NAME PORT RATES SERVER-COMMAND...: start the server, sweep the rates, stop it (SIGTERM).
 load_sweep() {
