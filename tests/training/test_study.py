@@ -8,7 +8,7 @@ import json
 import pytest
 
 from training.study.report import write_report
-from training.study.runs import LEARNING_RATES
+from training.study.runs import LEARNING_RATES, SWEEP
 from training.study.stats import bootstrap_scores, ranks, spearman, spearman_interval
 from training.study.tasks import e2e_opaque, e2e_plain, e2e_slots
 
@@ -156,6 +156,21 @@ def test_selection_takes_the_best_dev_score_and_keeps_part_4_apart(tmp_path):
         "lr_default": False,
         "dev": {"scores": {"bleu": 6.0, "chrf": 9.0}},
     }
+    # the other methods' settings, so the e2e sweep is complete (dev chrF: the default wins for IT and FT)
+    others = {
+        f"e2e.{m}.lr-{i}": _run("e2e", m, 1.0, 1.0)
+        | {"learning_rates": lr, "lr_default": False, "dev": {"scores": {"bleu": 0.0, "chrf": 1.0}}}
+        for m in ("it", "ft")
+        for i, lr in enumerate(SWEEP[m])
+    }
+    others |= {f"e2e.{m}": _run("e2e", m, 5.0, 20.0) | {"dev": {"scores": {"bleu": 5.0, "chrf": 20.0}}}
+               for m in ("it", "ft")}  # fmt: skip
+    # fr-en: only prompt-tuning's sweep ran: incomplete, so every method reports its default
+    others |= {"fr-en.pt": _run("fr-en", "pt", 5.0, 20.0) | {"dev": {"scores": {"bleu": 1.0, "chrf": 10.0}}},
+               "fr-en.pt.lr-x": _run("fr-en", "pt", 9.0, 30.0) | {"learning_rates": {"lr_prompt": 1.0},
+               "lr_default": False, "dev": {"scores": {"bleu": 9.0, "chrf": 30.0}}}}  # fmt: skip
+    for name, rec in others.items():
+        _write_run(results, name, rec)
     short = _run("e2e", "pt", 1.0, 5.0) | {"prompt_length": 5}
     plain = _run("e2e-plain", "pt", 4.0, 8.0)  # "e2e-plain.pt" is not a prompt-length run
     for name, rec in (("e2e.pt", default), ("e2e.pt.lr-prompt1", better), ("e2e.pt.lr-prompt0.1", worse),
@@ -168,12 +183,20 @@ def test_selection_takes_the_best_dev_score_and_keeps_part_4_apart(tmp_path):
     assert chosen["selected"]["e2e-plain"]["pt"]["scores"]["chrf"] == 8.0
     assert sorted(chosen["prompt"]["pt"]) == [5, 20] and chosen["prompt"]["pt"][20]["scores"]["chrf"] == 12.0
     assert len(chosen["sweep"]["e2e"]["pt"]) == 3
+    assert (
+        chosen["selected"]["e2e"]["it"].get("lr_default", True)
+        and chosen["selected"]["e2e"]["it"]["selected_from"] == 3
+    )
+    assert chosen["selected"]["e2e"]["it"]["scores"]["chrf"] == 20.0
+    assert chosen["selected"]["fr-en"]["pt"]["scores"]["chrf"] == 20.0  # incomplete sweep: the default
 
     text = write_report(results).read_text()
     assert "| e2e | n/a | prompt-tuning | 2.0 [1.0, 3.0]" in text and "(best dev of 3)" in text
     assert "| e2e | prompt-tuning | **prompt 1** | 1.0 | 15.5 | 2.0 | 11.0 |" in text
     assert "| prompt-tuning | 5 | 100 | 1.0 [0.0, 2.0]" in text
     assert "it chose another setting for" in text and "e2e PT (prompt 1)" in text
+    assert "Sweep finished on 1 of 10 tasks: e2e." in text
+    assert "part 1 reports every method's default there: fr-en" in text
 
 
 def test_report_renders_the_serving_cost_of_prompt_lengths(tmp_path):

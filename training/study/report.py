@@ -289,9 +289,7 @@ def write_report(results: Path, out: Path | None = None) -> Path:
     w(f"  choose). Sweep finished on {len(swept)} of {len(SWEEP_TASKS)} tasks: {', '.join(swept) or 'none'}.")
     unswept = [t for t in STUDY_TASKS if t not in swept and t in runs]
     if unswept:
-        w(
-            f"  Not finished (the best dev score among the settings run so far, else the default): {', '.join(unswept)}."
-        )
+        w(f"  Not finished, so part 1 reports every method's default there: {', '.join(unswept)}.")
     picks = [
         (t, m, r) for t in SWEEP_TASKS for m, r in runs.get(t, {}).items() if r.get("selected_from", 0) > 1
     ]

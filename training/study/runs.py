@@ -234,8 +234,9 @@ def run_one(spec: RunSpec, settings: RunSettings, results: Path) -> dict[str, An
 
 def select_runs(results: Path) -> dict[str, Any]:
     """Every finished run, read back: ``selected[task][method]`` is the run part 1 reports (the best dev
-    score among a sweep task's settings, else the default run), ``sweep[task][method]`` every setting
-    tried on a sweep task, ``prompt[method][length]`` part 4's runs (the default length included)."""
+    score among the task's settings where its sweep is complete for every method, else the default
+    run), ``sweep[task][method]`` every setting tried on a task, ``prompt[method][length]`` part 4's
+    runs (the default length included)."""
     records = [
         json.loads(p.read_text()) | {"name": p.stem} for p in sorted((results / "runs").glob("*.json"))
     ]
@@ -253,11 +254,15 @@ def select_runs(results: Path) -> dict[str, Any]:
         elif r.get("lr_default", True):
             selected.setdefault(r["task"], {})[r["method"]] = r
     for task, methods in sweep.items():
+        # selection only where every method ran all its settings (equal sweeps); elsewhere the defaults
+        complete = all(sum("dev" in r for r in methods.get(m, [])) == 1 + len(SWEEP[m]) for m in SWEEP)
         for method, tried in methods.items():
             with_dev = [r for r in tried if "dev" in r]
-            if with_dev:
+            if complete:
                 best = max(with_dev, key=lambda r: r["dev"]["scores"][SELECT_METRIC])
-            else:  # no dev scores yet: the default setting
-                best = next((r for r in tried if r.get("lr_default", True)), tried[0])
-            selected.setdefault(task, {})[method] = best | {"selected_from": len(with_dev)}
+                selected.setdefault(task, {})[method] = best | {"selected_from": len(with_dev)}
+            else:
+                default = next((r for r in tried if r.get("lr_default", True)), None)
+                if default is not None:
+                    selected.setdefault(task, {})[method] = default
     return {"selected": selected, "sweep": sweep, "prompt": prompt}
