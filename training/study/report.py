@@ -302,6 +302,23 @@ def write_report(results: Path, out: Path | None = None) -> Path:
         kept = [f"{t} {m.upper()}" for t, m, r in picks if r.get("lr_default", True)]
         w(f"  Dev selection kept the default for {', '.join(kept) or 'none'}; it chose another setting for")
         w(f"  {', '.join(changed) or 'none'} (the sweep table under part 1).")
+        for (
+            m
+        ) in SWEEP:  # a chosen value at the top or bottom of what the grid tried: a wider grid may do better
+            grid = [LEARNING_RATES[m], *SWEEP[m]]
+            edges = []
+            for t, mm, r in picks:
+                if mm != m:
+                    continue
+                for key, value in r["learning_rates"].items():
+                    values = sorted({g[key] for g in grid if key in g})
+                    if len(values) > 1 and value in (values[0], values[-1]):
+                        edges.append(f"{t} ({_lr_text({key: value})})")
+            if edges:
+                w(
+                    f"  {METHOD_NAMES[m].capitalize()}: the chosen value is the lowest or highest the grid tried on"
+                )
+                w(f"  {', '.join(edges)}: a wider grid may find better.")
     all_runs = [r for t in sweep for m in sweep[t] for r in sweep[t][m]]
     all_runs += [
         r for m in data["prompt"] for n, r in data["prompt"][m].items() if n != settings.get("prompt_length")
