@@ -312,13 +312,20 @@ def write_report(results: Path, out: Path | None = None) -> Path:
                     continue
                 for key, value in r["learning_rates"].items():
                     values = sorted({g[key] for g in grid if key in g})
-                    if len(values) > 1 and value in (values[0], values[-1]):
+                    if len(values) > 2 and value in (values[0], values[-1]):  # 2 values: always an edge
                         edges.append(f"{t} ({_lr_text({key: value})})")
             if edges:
                 w(
                     f"  {METHOD_NAMES[m].capitalize()}: the chosen value is the lowest or highest the grid tried on"
                 )
                 w(f"  {', '.join(edges)}: a wider grid may find better.")
+        narrow = [m.upper() for m in SWEEP if all(len({g[k] for g in [LEARNING_RATES[m], *SWEEP[m]] if k in g}) <= 2
+                                                    for k in LEARNING_RATES[m])]  # fmt: skip
+        if narrow:
+            w(
+                f"  {' and '.join(narrow)} try at most two values per learning rate: their choices say which way is"
+            )
+            w("  better, not where the best is.")
     all_runs = [r for t in sweep for m in sweep[t] for r in sweep[t][m]]
     all_runs += [
         r for m in data["prompt"] for n, r in data["prompt"][m].items() if n != settings.get("prompt_length")
