@@ -21,6 +21,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NoReturn
 
 from training.study.runs import METHODS, RunSettings, RunSpec, add_dev, run_one, run_path, study_plan
 from training.study.tasks import STUDY_TASKS
@@ -58,8 +59,23 @@ def _claim(lock: Path) -> bool:
     return True
 
 
+def _usage(message: str) -> NoReturn:
+    print(f"python -m training.study: error: {message}", file=sys.stderr)
+    raise SystemExit(2)  # bad input, as the `inputtune` commands exit
+
+
 def _spec(args: argparse.Namespace) -> RunSpec:
-    lr = tuple(json.loads(args.lr).items()) if args.lr else None
+    lr = None
+    if args.lr:
+        try:
+            rates = json.loads(args.lr)
+        except json.JSONDecodeError as e:
+            _usage(f"--lr: not JSON ({e}): give e.g. '{{\"lr_prompt\": 0.1}}'")
+        if not isinstance(rates, dict) or not all(
+            isinstance(k, str) and isinstance(v, int | float) and v > 0 for k, v in rates.items()
+        ):
+            _usage(f"--lr: a JSON object of positive learning rates by name, got {args.lr}")
+        lr = tuple(rates.items())
     return RunSpec(args.task, args.method, args.prompt_length_override, lr)
 
 
@@ -150,7 +166,9 @@ def _throughput(args: argparse.Namespace) -> None:
             "--rows", str(args.rows), "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats)]  # fmt: skip
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
-    subprocess.run(argv, check=True)
+    code = subprocess.run(argv).returncode
+    if code:
+        raise SystemExit(f"`inputtune bench prompt-lengths` failed (exit {code}); its message is above")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in ("throughput", "all"):
             p.add_argument("--rows", type=int, default=32, help="concurrent requests per burst")
             p.add_argument("--new-tokens", type=int, default=32, help="tokens every request generates")
-            p.add_argument("--repeats", type=int, default=3)
+            p.add_argument("--repeats", type=int, default=7)
         if name == "one":
             p.add_argument("--task", required=True)
             p.add_argument("--method", required=True, choices=sorted(METHODS))

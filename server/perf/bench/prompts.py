@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lengths", default="0,5,20,100", help="prompt lengths (prompt-tuning skips 0)")
     parser.add_argument("--rows", type=int, default=32, help="concurrent requests per burst")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens every request generates")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", metavar="PATH", help="write the figures here as JSON")
 
 
@@ -73,7 +73,7 @@ def measure(
     data_dir: str | None = None,
     rows: int = 32,
     new_tokens: int = 32,
-    repeats: int = 3,
+    repeats: int = 7,
     log: Path | None = None,
 ) -> dict[str, Any]:
     """Measure every setting of ``adapter_grid(lengths)``; the server's log goes to ``log``."""
