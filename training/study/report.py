@@ -628,6 +628,14 @@ def write_report(results: Path, out: Path | None = None) -> Path:
         w(
             "20 (part 1's runs) and 100, with part 1's budget and default learning rates; test sample as in part 1."
         )
+        for m in ("it", "pt"):
+            chosen = runs.get(PROMPT_TASK, {}).get(m)
+            if chosen is not None and not chosen.get("lr_default", True):
+                w(f"On {PROMPT_TASK} dev selection preferred other {METHOD_NAMES[m]} learning rates")
+                w(
+                    f"({_lr_text(chosen['learning_rates'])}: test chrF {chosen['scores']['chrf']:.1f} at length"
+                )
+                w(f"{chosen['prompt_length']}, part 1); the lengths below are compared at the defaults.")
         w("")
         w("| method | prompt length | trainable params | BLEU | chrF | TER | train s |")
         w("|---|---:|---:|---:|---:|---:|---:|")
