@@ -154,7 +154,10 @@ def _plots(data: dict[str, Any], results: Path) -> list[str]:
             err = [[y - r["intervals"]["chrf"]["low"] for y, (_, r) in zip(ys, recs, strict=True)],
                    [r["intervals"]["chrf"]["high"] - y for y, (_, r) in zip(ys, recs, strict=True)]]  # fmt: skip
             axes[0].errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=METHOD_NAMES[m])
+        lengths = sorted({n for m in prompt for n in prompt[m]})
         axes[0].set_xscale("symlog", linthresh=5)
+        axes[0].set_xticks(lengths, [str(n) for n in lengths])
+        axes[0].minorticks_off()
         axes[0].set_xlabel("prompt length")
         axes[0].set_ylabel(f"{PROMPT_TASK} test chrF (95% interval)")
         axes[0].legend()
@@ -165,6 +168,9 @@ def _plots(data: dict[str, Any], results: Path) -> list[str]:
                 pts = sorted((x["prompt_length"], x[key]) for x in tp["settings"] if x["method"] == m)
                 axes[1].plot([p for p, _ in pts], [v for _, v in pts], marker="o", label=METHOD_NAMES[m])
             axes[1].set_xscale("symlog", linthresh=5)
+            ticks = sorted({x["prompt_length"] for x in tp["settings"]})
+            axes[1].set_xticks(ticks, [str(n) for n in ticks])
+            axes[1].minorticks_off()
             axes[1].set_xlabel("prompt length")
             axes[1].set_ylabel(f"server tokens/s, {tp['rows']} requests at once")
             axes[1].set_ylim(bottom=0)
