@@ -587,7 +587,8 @@ def write_report(results: Path, out: Path | None = None) -> Path:
         )
         w("this; it would support the mechanism it proposes where rho is negative. The correlations are weak")
         w(
-            "(|rho| ≤ 0.4) and the change is large everywhere (median often above 0.5 of the embedding's norm):"
+            f"(|rho| ≤ {max(abs(r[k]['rho']) for r in act.values() for k in ('change_vs_token_frequency', 'change_vs_bigram_frequency')):.2f})"
+            " and the change is large everywhere (median often above 0.5 of the embedding's norm):"
         )
         w(
             "the adapters rewrite most tokens rather than correcting only unfamiliar ones. (In the plot, tokens"
