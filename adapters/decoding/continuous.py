@@ -66,13 +66,11 @@ class ContinuousBatch(Generic[K]):
         self.vocab = base.config.vocab_size
         self.device = model.base.device
         self.rows: list[Running[K]] = []
+        self.cache: DecoderCache = self.decoder.new_cache(columns=self.columns)
         self._reset()
 
     def _reset(self) -> None:
-        if getattr(self, "cache", None) is None:
-            self.cache: DecoderCache = self.decoder.new_cache(columns=self.columns)
-        else:  # empty now: its buffers (grown to the batch sizes seen) serve the next rows
-            self.cache.keep([])
+        self.cache.keep([])  # no rows; its buffers (grown to the batch sizes seen) serve the next ones
         self.last = torch.zeros(0, dtype=torch.long, device=self.device)  # (B,) the tokens fed next
         self.seen = torch.zeros(0, self.vocab, dtype=torch.bool, device=self.device)  # (B, V) for penalties
         self.chooser = TokenChooser([], self.eos, self.device)
